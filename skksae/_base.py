@@ -1,0 +1,339 @@
+"""The estimator base class shared by the autoencoders: fit, partial_fit, transform."""
+
+import time
+import warnings
+from numbers import Integral, Real
+
+import numpy as np
+import scipy.sparse as sp
+from sklearn.base import (
+    BaseEstimator,
+    ClassNamePrefixFeaturesOutMixin,
+    TransformerMixin,
+    _fit_context,
+)
+from sklearn.exceptions import ConvergenceWarning
+from sklearn.utils import check_array, check_random_state
+from sklearn.utils._param_validation import Interval, StrOptions
+from sklearn.utils.validation import check_is_fitted, validate_data
+
+from . import _engine
+
+_FLOATS = [np.float64, np.float32]
+
+
+class _BaseAutoencoder(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstimator):
+    """Base class: everything but the architecture choices lives here.
+
+    Subclasses define ``_engine_options()`` (activation, loss, corruption), the hidden
+    layer's ``_train_k(epoch)`` and ``_transform_k()``, ``_init_std(n_features)`` and
+    ``_check_data(X)`` for model-specific input checks.
+    """
+
+    _parameter_constraints: dict = {
+        "n_components": [Interval(Integral, 1, None, closed="left")],
+        "tied_weights": ["boolean"],
+        "solver": [StrOptions({"sgd", "adam"})],
+        "learning_rate": [Interval(Real, 0, None, closed="neither")],
+        "momentum": [Interval(Real, 0, 1, closed="left")],
+        "batch_size": [Interval(Integral, 1, None, closed="left")],
+        "max_iter": [Interval(Integral, 1, None, closed="left")],
+        "tol": [Interval(Real, 0, None, closed="left")],
+        "n_iter_no_change": [Interval(Integral, 1, None, closed="left")],
+        "shuffle": ["boolean"],
+        "sparse_output": ["boolean"],
+        "warm_start": ["boolean"],
+        "random_state": ["random_state"],
+        "verbose": ["verbose"],
+    }
+
+    # ---------------------------------------------------------------- helpers
+    def _make_engine(self):
+        return _engine.Engine(
+            tied=self.tied_weights,
+            solver=self.solver,
+            learning_rate=self.learning_rate,
+            momentum=self.momentum,
+            **self._engine_options(),
+        )
+
+    def _validate_X(self, X, reset):
+        X = validate_data(
+            self,
+            X,
+            accept_sparse=("csr", "csc"),
+            dtype=_FLOATS,
+            reset=reset,
+            ensure_min_samples=1,
+        )
+        if sp.issparse(X):
+            X = X.tocsr()
+        return X
+
+    def _check_k(self):
+        """Model-specific parameter checks that the constraints cannot express."""
+        k = getattr(self, "k", None)
+        if k is not None and k > self.n_components:
+            raise ValueError(
+                f"k={k} must be at most n_components={self.n_components}: the top-k "
+                "selection cannot keep more units than the hidden layer has."
+            )
+
+    def _params(self):
+        params = {"W": self.components_, "b": self.intercept_hidden_, "c": self.intercept_visible_}
+        if not self.tied_weights:
+            params["D"] = self.decoder_components_
+        return params
+
+    def _params_as(self, dtype):
+        return {
+            name: np.ascontiguousarray(p, dtype=dtype) for name, p in self._params().items()
+        }
+
+    def _commit(self, params, opt, rng):
+        self.components_ = params["W"]
+        self.intercept_hidden_ = params["b"]
+        self.intercept_visible_ = params["c"]
+        self.decoder_components_ = params["W"] if self.tied_weights else params["D"]
+        self._optimizer_state = opt
+        self._random_state = rng
+        self._n_features_out = self.components_.shape[0]
+
+    def _fresh_state(self, n_features, dtype, rng):
+        params = _engine.init_params(
+            rng,
+            self.n_components,
+            n_features,
+            dtype,
+            self.tied_weights,
+            self._init_std(n_features),
+        )
+        return params, _engine.init_optimizer(params, self.solver)
+
+    def _can_continue(self):
+        """True when the fitted state can be trained further with the current params."""
+        return (
+            hasattr(self, "components_")
+            and self.components_.shape[0] == self.n_components
+            and set(self._optimizer_state) == self._optimizer_keys()
+        )
+
+    def _optimizer_keys(self):
+        names = ("W", "b", "c") if self.tied_weights else ("W", "b", "c", "D")
+        slots = ("v",) if self.solver == "sgd" else ("m", "v")
+        return {"t"} | {f"{s}_{n}" for s in slots for n in names}
+
+    def _epoch(self, engine, params, opt, X, epoch, rng):
+        k = self._train_k(epoch)
+        t0 = time.perf_counter()
+        loss, counts = engine.run_epoch(
+            params, opt, X, k, self.batch_size, self.shuffle, rng
+        )
+        if self.verbose:
+            kk = "all" if k is None else k
+            print(
+                f"Iteration {epoch + 1}, loss = {loss:.8f}, k = {kk}, "
+                f"time = {time.perf_counter() - t0:.2f}s"
+            )
+        return loss, counts
+
+    # ------------------------------------------------------------------- API
+    @_fit_context(prefer_skip_nested_validation=True)
+    def fit(self, X, y=None):
+        """Fit the autoencoder to X.
+
+        Parameters
+        ----------
+        X : {array-like, sparse matrix} of shape (n_samples, n_features)
+            Training data. Sparse input is densified one mini-batch at a time.
+
+        y : Ignored
+            Not used, present for API consistency by convention.
+
+        Returns
+        -------
+        self : object
+            The fitted estimator.
+        """
+        continuing = self.warm_start and self._can_continue()
+        X = self._validate_X(X, reset=not continuing)
+        self._check_k()
+        self._check_data(X)
+        if continuing:
+            dtype = self.components_.dtype
+            params = _engine.copy_state(self._params_as(dtype))
+            opt = _engine.copy_state(self._optimizer_state)
+            rng = check_random_state(self.random_state)
+            loss_curve = list(self.loss_curve_)
+        else:
+            dtype = X.dtype
+            rng = check_random_state(self.random_state)
+            params, opt = self._fresh_state(X.shape[1], dtype, rng)
+            loss_curve = []
+        engine = self._make_engine()
+        start_epoch = len(loss_curve) if continuing else 0
+        best, no_improvement, stopped = np.inf, 0, False
+        schedule_end = self._schedule_end()
+        for epoch in range(self.max_iter):
+            loss, counts = self._epoch(engine, params, opt, X, start_epoch + epoch, rng)
+            loss_curve.append(loss)
+            if start_epoch + epoch + 1 < schedule_end:
+                continue  # k is still decreasing: the loss is expected to rise
+            if loss > best - self.tol:
+                no_improvement += 1
+            else:
+                no_improvement = 0
+            best = min(best, loss)
+            if no_improvement >= self.n_iter_no_change:
+                stopped = True
+                if self.verbose:
+                    print(
+                        f"Training loss did not improve more than tol={self.tol} for "
+                        f"{self.n_iter_no_change} consecutive epochs. Stopping."
+                    )
+                break
+        self._commit(params, opt, rng)
+        self.n_iter_ = epoch + 1
+        self.loss_curve_ = loss_curve
+        self.n_dead_units_ = int(np.count_nonzero(counts == 0))
+        if not stopped:
+            warnings.warn(
+                f"Stochastic optimizer: maximum iterations ({self.max_iter}) reached and "
+                "the optimization hasn't converged yet.",
+                ConvergenceWarning,
+            )
+        return self
+
+    @_fit_context(prefer_skip_nested_validation=True)
+    def partial_fit(self, X, y=None):
+        """Train for one pass over X in mini-batches.
+
+        The first call initialises the model; each later call continues from the
+        current state, so X can be one chunk of a dataset too large for memory.
+
+        Parameters
+        ----------
+        X : {array-like, sparse matrix} of shape (n_samples, n_features)
+            Training data.
+
+        y : Ignored
+            Not used, present for API consistency by convention.
+
+        Returns
+        -------
+        self : object
+            The fitted estimator.
+        """
+        first = not hasattr(self, "components_")
+        if not first and not self._can_continue():
+            raise ValueError(
+                "partial_fit cannot continue: n_components, tied_weights or solver "
+                "changed since the model was fitted. Call fit to start again."
+            )
+        X = self._validate_X(X, reset=first)
+        self._check_k()
+        self._check_data(X)
+        if first:
+            rng = check_random_state(self.random_state)
+            params, opt = self._fresh_state(X.shape[1], X.dtype, rng)
+            n_iter, loss_curve = 0, []
+        else:
+            rng = self._random_state
+            params = _engine.copy_state(self._params())
+            opt = _engine.copy_state(self._optimizer_state)
+            n_iter, loss_curve = self.n_iter_, list(self.loss_curve_)
+            # keep a copy of the generator so that a failure leaves ours untouched
+            rng_state = rng.get_state()
+            rng = np.random.RandomState()
+            rng.set_state(rng_state)
+        loss, counts = self._epoch(self._make_engine(), params, opt, X, n_iter, rng)
+        self._commit(params, opt, rng)
+        self.n_iter_ = n_iter + 1
+        self.loss_curve_ = loss_curve + [loss]
+        self.n_dead_units_ = int(np.count_nonzero(counts == 0))
+        return self
+
+    def transform(self, X):
+        """Encode X: the hidden codes, with at most the transform k nonzeros per row.
+
+        Parameters
+        ----------
+        X : {array-like, sparse matrix} of shape (n_samples, n_features)
+            Data to encode.
+
+        Returns
+        -------
+        H : {ndarray, sparse matrix} of shape (n_samples, n_components)
+            The codes; a CSR matrix when ``sparse_output=True``.
+        """
+        check_is_fitted(self)
+        X = self._validate_X(X, reset=False)
+        params = self._params_as(X.dtype)
+        return self._make_engine().encode(
+            params, X, self._transform_k(), sparse_output=self.sparse_output
+        )
+
+    def inverse_transform(self, X):
+        """Decode codes back to the input space.
+
+        Parameters
+        ----------
+        X : {array-like, sparse matrix} of shape (n_samples, n_components)
+            Codes, such as the output of :meth:`transform`.
+
+        Returns
+        -------
+        X_original : ndarray of shape (n_samples, n_features)
+            The reconstruction.
+        """
+        check_is_fitted(self)
+        H = self._validate_codes(X)
+        return self._make_engine().decode(self._params_as(H.dtype), H)
+
+    def _validate_codes(self, H):
+        H = check_array(H, accept_sparse=("csr", "csc"), dtype=_FLOATS)
+        if H.shape[1] != self.components_.shape[0]:
+            raise ValueError(
+                f"The codes have {H.shape[1]} columns, but this model has "
+                f"{self.components_.shape[0]} hidden units."
+            )
+        return H
+
+    def score(self, X, y=None):
+        """Negative mean reconstruction loss of X (higher is better).
+
+        The loss is the training objective: per sample, half the summed squared
+        error for a linear decoder, or the summed cross-entropy for a sigmoid
+        decoder, with the training ``k``; X is not corrupted.
+
+        Parameters
+        ----------
+        X : {array-like, sparse matrix} of shape (n_samples, n_features)
+            Data to reconstruct.
+
+        y : Ignored
+            Not used, present for API consistency by convention.
+
+        Returns
+        -------
+        score : float
+            Minus the mean per-sample reconstruction loss.
+        """
+        check_is_fitted(self)
+        X = self._validate_X(X, reset=False)
+        self._check_data(X)
+        return -self._make_engine().loss(self._params_as(X.dtype), X, self._train_k(None))
+
+    def __sklearn_tags__(self):
+        tags = super().__sklearn_tags__()
+        tags.input_tags.sparse = True
+        tags.transformer_tags.preserves_dtype = ["float64", "float32"]
+        return tags
+
+    # ---------------------------------------------------------- for subclasses
+    def _schedule_end(self):
+        """First epoch index from which the training k no longer changes."""
+        return 0
+
+    def _check_data(self, X):
+        """Model-specific checks on validated training data."""

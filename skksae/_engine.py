@@ -1,0 +1,316 @@
+"""The training engine shared by every autoencoder in skksae.
+
+An autoencoder here is
+
+    z      = x W^T + b                      (encoder pre-activation, dense BLAS product)
+    h      = act(select_k(z))               (top-k selection when k is set, else all units)
+    x_hat  = out_act(h D + c)               (decoder; D is W when the weights are tied)
+
+trained by mini-batch SGD with momentum or Adam on the summed per-sample loss
+(0.5 * squared error for a linear output, cross-entropy for a sigmoid output),
+averaged over the batch.  When k is set the decoder product and both weight
+gradients run over the compact (n, k) code with the Numba kernels in
+:mod:`skksae._kernels`; otherwise they are dense BLAS products.
+
+Parameters and optimizer state are plain dicts of NumPy arrays, so the estimators
+that hold them pickle cleanly and load with ``skops.io`` using only trusted types.
+"""
+
+import time
+
+import numpy as np
+import scipy.sparse as sp
+from scipy.special import expit
+
+from . import _kernels as K
+
+PARAM_NAMES = ("W", "b", "D", "c")
+
+
+def init_params(rng, n_components, n_features, dtype, tied, init_std):
+    """Initial parameters: Gaussian encoder weights (std ``init_std``), zero biases.
+
+    An untied decoder starts as a copy of the encoder weights."""
+    W = (rng.standard_normal((n_components, n_features)) * init_std).astype(dtype)
+    params = {
+        "W": W,
+        "b": np.zeros(n_components, dtype=dtype),
+        "c": np.zeros(n_features, dtype=dtype),
+    }
+    if not tied:
+        params["D"] = W.copy()
+    return params
+
+
+def init_optimizer(params, solver):
+    """Optimizer state: one or two zero arrays per parameter, and a step counter."""
+    state = {"t": 0}
+    slots = ("v",) if solver == "sgd" else ("m", "v")
+    for name, p in params.items():
+        for slot in slots:
+            state[f"{slot}_{name}"] = np.zeros_like(p)
+    return state
+
+
+def copy_state(d):
+    return {k: (v.copy() if isinstance(v, np.ndarray) else v) for k, v in d.items()}
+
+
+def _activate_dense(H, activation):
+    if activation == K.RELU:
+        np.maximum(H, 0, out=H)
+    elif activation == K.SIGMOID:
+        expit(H, out=H)
+    return H
+
+
+def _activation_grad_dense(H, activation):
+    """act'(pre-activation) written in terms of the activation value H."""
+    if activation == K.RELU:
+        return (H > 0).astype(H.dtype)
+    if activation == K.SIGMOID:
+        return H * (1 - H)
+    return None
+
+
+class Engine:
+    """One training configuration: the architecture and the optimizer's settings.
+
+    The engine holds no learned state: ``params`` and the optimizer state are passed
+    in and updated in place, so callers decide when a result becomes the estimator's.
+    """
+
+    def __init__(
+        self,
+        *,
+        activation,
+        loss,
+        tied,
+        solver,
+        learning_rate,
+        momentum=0.9,
+        beta_1=0.9,
+        beta_2=0.999,
+        epsilon=1e-8,
+        corrupt=None,
+    ):
+        self.activation = K.ACTIVATIONS[activation]
+        self.cross_entropy = loss == "cross_entropy"
+        self.out_activation = K.SIGMOID if self.cross_entropy else K.LINEAR
+        self.tied = tied
+        self.solver = solver
+        self.learning_rate = learning_rate
+        self.momentum = momentum
+        self.beta_1 = beta_1
+        self.beta_2 = beta_2
+        self.epsilon = epsilon
+        self.corrupt = corrupt
+
+    # ------------------------------------------------------------------ forward
+    def encode(self, params, X, k, *, sparse_output=False, chunk_size=4096):
+        """Hidden codes of X (dense ndarray or CSR), never corrupted."""
+        W, b = params["W"], params["b"]
+        n = X.shape[0]
+        m = W.shape[0]
+        if k is not None and k >= m:
+            k = None
+        if not sparse_output:
+            with K.single_threaded_blas:
+                H = _encoder_product(X, W, np.empty((n, m), dtype=W.dtype))
+                if k is None:
+                    H += b
+                    return _activate_dense(H, self.activation)
+                K.call(K.topk_dense_inplace, H, b, k, self.activation)
+            return H
+        # Compressed output, built chunk by chunk to bound memory.  The kernel
+        # returns each row's columns in increasing order, so the CSR is canonical.
+        kk = m if k is None else k
+        data, indices, row_nnz = [], [], []
+        Z = np.empty((min(n, chunk_size), m), dtype=W.dtype)
+        with K.single_threaded_blas:
+            for start in range(0, n, chunk_size):
+                Zc = _encoder_product(X[start : start + chunk_size], W, Z)
+                idx = np.empty((Zc.shape[0], kk), dtype=np.int64)
+                vals = np.empty((Zc.shape[0], kk), dtype=W.dtype)
+                K.call(K.topk_rows, Zc, b, kk, self.activation, idx, vals)
+                keep = vals != 0
+                indices.append(idx[keep])
+                data.append(vals[keep])
+                row_nnz.append(keep.sum(axis=1))
+        indptr = np.zeros(n + 1, dtype=np.int64)
+        if n:
+            np.cumsum(np.concatenate(row_nnz), out=indptr[1:])
+        return sp.csr_matrix(
+            (
+                np.concatenate(data) if data else np.empty(0, W.dtype),
+                np.concatenate(indices) if indices else np.empty(0, np.int64),
+                indptr,
+            ),
+            shape=(n, m),
+        )
+
+    def decode(self, params, H):
+        """Reconstruction from codes H (dense ndarray or sparse matrix)."""
+        D = params["W"] if self.tied else params["D"]
+        if sp.issparse(H):
+            out = np.asarray(H @ D, dtype=D.dtype)
+        else:
+            out = np.empty((H.shape[0], D.shape[1]), dtype=D.dtype)
+            with K.single_threaded_blas:
+                K.matmul(np.ascontiguousarray(H, dtype=D.dtype), False, D, False, out)
+        out += params["c"]
+        return _activate_dense(out, self.out_activation)
+
+    def loss(self, params, X, k):
+        """Mean per-sample loss of the clean reconstruction of X."""
+        H = self.encode(params, X, k, sparse_output=k is not None)
+        R = self.decode(params, H)
+        Xd = X.toarray() if sp.issparse(X) else X
+        if self.cross_entropy:
+            eps = np.finfo(R.dtype).eps
+            R = np.clip(R, eps, 1 - eps)
+            per = -(Xd * np.log(R) + (1 - Xd) * np.log1p(-R)).sum(axis=1)
+        else:
+            per = 0.5 * ((R - Xd) ** 2).sum(axis=1)
+        return float(np.mean(per))
+
+    # ----------------------------------------------------------------- backward
+    def loss_and_grads(self, params, X, Xc, k, grads, buffers=None):
+        """Loss of one batch and the gradients of every parameter.
+
+        ``X`` is the clean target, ``Xc`` the (possibly corrupted) encoder input, both
+        dense C-contiguous arrays of the parameters' dtype.  ``grads`` is a dict of
+        arrays shaped like ``params`` that is overwritten.  Returns the batch loss
+        (the mean per-sample loss) and the number of times each unit was active.
+        Call it inside ``_kernels.single_threaded_blas``.
+        """
+        W, b, c = params["W"], params["b"], params["c"]
+        D = W if self.tied else params["D"]
+        n = X.shape[0]
+        m = W.shape[0]
+        dtype = W.dtype
+        scale = 1.0 / n
+        if buffers is None:
+            buffers = {}
+        if k is not None and k >= m:
+            k = None
+        Z = K.matmul(Xc, False, W, True, _buffer(buffers, "Z", (n, m), dtype))
+        out = _buffer(buffers, "out", X.shape, dtype)
+        gD = grads["W"] if self.tied else grads["D"]
+        if k is None:
+            Z += b
+            H = _activate_dense(Z, self.activation)
+            K.matmul(H, False, D, False, out)
+            out += c
+            total = K.call(K.output_residual, out, X, self.out_activation, self.cross_entropy, scale)
+            G = out
+            K.matmul(H, True, G, False, gD)
+            dZ = K.matmul(G, False, D, True, _buffer(buffers, "dZ", (n, m), dtype))
+            act_grad = _activation_grad_dense(H, self.activation)
+            if act_grad is not None:
+                dZ *= act_grad
+            # with tied weights the encoder gradient adds to the decoder's
+            K.matmul(dZ, True, Xc, False, grads["W"], 1.0 if self.tied else 0.0)
+            grads["b"][:] = dZ.sum(axis=0)
+            counts = np.count_nonzero(H, axis=0)
+        else:
+            idx = _buffer(buffers, "idx", (n, k), np.int64)
+            vals = _buffer(buffers, "vals", (n, k), dtype)
+            K.call(K.topk_rows, Z, b, k, self.activation, idx, vals)
+            K.call(K.decode, idx, vals, D, c, out)
+            total = K.call(K.output_residual, out, X, self.out_activation, self.cross_entropy, scale)
+            G = out
+            dZ = _buffer(buffers, "dZk", (n, k), dtype)
+            K.call(K.code_grad, idx, vals, G, D, self.activation, dZ)
+            indptr, pos = K.units_index(idx, m)
+            K.call(K.unit_grads, indptr, pos, k, vals, G, dZ, Xc, self.tied, grads["W"], gD, grads["b"])
+            counts = np.bincount(idx[vals != 0], minlength=m)
+        grads["c"][:] = G.sum(axis=0)
+        return total * scale, counts
+
+    # ---------------------------------------------------------------- optimizer
+    def update(self, params, grads, opt):
+        opt["t"] += 1
+        if self.solver == "sgd":
+            for name, p in params.items():
+                K.call(
+                    K.sgd_update,
+                    p.reshape(-1),
+                    opt[f"v_{name}"].reshape(-1),
+                    grads[name].reshape(-1),
+                    self.learning_rate,
+                    self.momentum,
+                )
+        else:
+            t = opt["t"]
+            step = (
+                self.learning_rate
+                * np.sqrt(1 - self.beta_2**t)
+                / (1 - self.beta_1**t)
+            )
+            for name, p in params.items():
+                K.call(
+                    K.adam_update,
+                    p.reshape(-1),
+                    opt[f"m_{name}"].reshape(-1),
+                    opt[f"v_{name}"].reshape(-1),
+                    grads[name].reshape(-1),
+                    step,
+                    self.beta_1,
+                    self.beta_2,
+                    self.epsilon,
+                )
+
+    # -------------------------------------------------------------------- epoch
+    def run_epoch(self, params, opt, X, k, batch_size, shuffle, rng):
+        """One pass over X in mini-batches.  Returns (mean loss, activity counts).
+
+        Raises FloatingPointError as soon as a batch loss is not finite; the caller
+        owns ``params`` and ``opt`` and discards them then.
+        """
+        n = X.shape[0]
+        batch_size = min(batch_size, n)
+        order = rng.permutation(n) if shuffle else np.arange(n)
+        grads = {name: np.empty_like(p) for name, p in params.items()}
+        buffers = {}
+        counts = np.zeros(params["W"].shape[0], dtype=np.int64)
+        total = 0.0
+        dtype = params["W"].dtype
+        with K.single_threaded_blas:
+            for start in range(0, n, batch_size):
+                rows = order[start : start + batch_size]
+                if sp.issparse(X):
+                    Xb = np.asarray(X[rows].toarray(), dtype=dtype, order="C")
+                else:
+                    Xb = np.asarray(np.take(X, rows, axis=0), dtype=dtype, order="C")
+                Xc = self.corrupt(Xb, rng) if self.corrupt is not None else Xb
+                batch_loss, batch_counts = self.loss_and_grads(params, Xb, Xc, k, grads, buffers)
+                if not np.isfinite(batch_loss):
+                    raise FloatingPointError(
+                        f"Training diverged: the loss became {batch_loss} on the batch starting "
+                        f"at sample {start}. The learning rate ({self.learning_rate}) is likely "
+                        "too large for the scale of the data; lower learning_rate or scale the "
+                        "input (for example with StandardScaler or MinMaxScaler)."
+                    )
+                self.update(params, grads, opt)
+                counts += batch_counts
+                total += batch_loss * Xb.shape[0]
+        return total / n, counts
+
+
+def _encoder_product(X, W, out):
+    """``X @ W.T`` into the leading rows of ``out``; X dense or sparse."""
+    out = out[: X.shape[0]]
+    if sp.issparse(X):
+        out[:] = (X @ W.T).astype(W.dtype, copy=False)
+        return out
+    return K.matmul(np.ascontiguousarray(X, dtype=W.dtype), False, W, True, out)
+
+
+def _buffer(buffers, name, shape, dtype):
+    """A reusable scratch array: the leading rows of a buffer sized for the first batch."""
+    buf = buffers.get(name)
+    if buf is None or buf.shape[1:] != shape[1:] or buf.shape[0] < shape[0] or buf.dtype != dtype:
+        buf = np.empty(shape, dtype=dtype)
+        buffers[name] = buf
+    return buf[: shape[0]]

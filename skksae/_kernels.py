@@ -1,0 +1,497 @@
+"""Numba kernels for the autoencoders' hot paths.
+
+Every kernel works on arrays that the calling code allocated itself (C-contiguous,
+writable, float32 or float64), so each kernel compiles to at most two
+specialisations, one per floating dtype, and ``cache=True`` keeps them on disk.
+
+Numba's default ``workqueue`` threading layer aborts the process when two Python
+threads enter a parallel region at once.  Every parallel kernel is therefore called
+through :func:`call`, which holds a module-level lock for the duration of the call.
+"""
+
+import os
+import threading
+
+import numpy as np
+from llvmlite import binding as llvm_binding
+from numba import get_num_threads, njit, prange, types  # noqa: F401
+from numba.extending import get_cython_function_address
+from threadpoolctl import ThreadpoolController
+
+_LOCK = threading.Lock()
+
+
+def _reset_lock_after_fork():  # pragma: no cover - exercised only in forked children
+    global _LOCK
+    _LOCK = threading.Lock()
+
+
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_reset_lock_after_fork)
+
+
+def call(kernel, *args):
+    """Call a parallel Numba kernel while holding the module lock."""
+    with _LOCK:
+        return kernel(*args)
+
+
+def matmul(A, trans_a, B, trans_b, C, beta=0.0):
+    """``C = op(A) @ op(B) + beta * C`` on Numba's threads (see :func:`gemm`)."""
+    with _LOCK:
+        gemm(A, trans_a, B, trans_b, C, beta, get_num_threads())
+    return C
+
+
+class _SingleThreadedBlas:
+    """Context manager: BLAS libraries limited to one thread while any user is inside.
+
+    :func:`gemm` splits a product across Numba's threads, each calling BLAS on its
+    block of rows; BLAS must not start threads of its own then (on two cores the
+    spinning BLAS workers slow every kernel several-fold).  Re-entrant and thread
+    safe: the first entrant sets the limit, the last one to leave restores it.
+    """
+
+    def __init__(self):
+        self._lock = threading.Lock()
+        self._users = 0
+        self._limiter = None
+        self._controller = None
+
+    def __enter__(self):
+        with self._lock:
+            if self._users == 0:
+                if self._controller is None:
+                    self._controller = ThreadpoolController()
+                self._limiter = self._controller.limit(limits=1, user_api="blas")
+            self._users += 1
+        return self
+
+    def __exit__(self, *exc):
+        with self._lock:
+            self._users -= 1
+            if self._users == 0:
+                self._limiter.restore_original_limits()
+                self._limiter = None
+
+
+single_threaded_blas = _SingleThreadedBlas()
+
+# SciPy's BLAS, reached by symbol name so that the kernels that call it can be cached
+# (a ctypes function object would be a per-process global, which Numba cannot cache).
+# Every argument of the Fortran interface is a pointer, passed here as an intp.
+for _name in ("sgemm", "dgemm"):
+    llvm_binding.add_symbol(
+        f"skksae_{_name}", get_cython_function_address("scipy.linalg.cython_blas", _name)
+    )
+_GEMM_SIG = types.void(*([types.intp] * 13))
+_sgemm = types.ExternalFunction("skksae_sgemm", _GEMM_SIG)
+_dgemm = types.ExternalFunction("skksae_dgemm", _GEMM_SIG)
+_N, _T = ord("N"), ord("T")
+
+
+@njit(cache=True)
+def _gemm_block(A, trans_a, B, trans_b, C, beta, lo, hi):
+    """Rows lo:hi of ``C = op(A) @ op(B) + beta * C`` by one BLAS call.
+
+    Row-major operands are handed to the column-major BLAS as their transposes:
+    ``C.T = op(B).T @ op(A).T``.
+    """
+    m = C.shape[1]
+    flags = np.empty(2, dtype=np.uint8)
+    flags[0] = _T if trans_b else _N
+    flags[1] = _T if trans_a else _N
+    ints = np.empty(6, dtype=np.int32)
+    ints[0] = m
+    ints[1] = hi - lo
+    ints[2] = A.shape[0] if trans_a else A.shape[1]
+    ints[3] = B.shape[1]
+    ints[4] = A.shape[1]
+    ints[5] = m
+    scalars = np.empty(2, dtype=C.dtype)
+    scalars[0] = 1.0
+    scalars[1] = beta
+    a_block = A[:, lo:] if trans_a else A[lo:]
+    c_block = C[lo:]
+    args = (
+        flags[0:].ctypes.data,
+        flags[1:].ctypes.data,
+        ints[0:].ctypes.data,
+        ints[1:].ctypes.data,
+        ints[2:].ctypes.data,
+        scalars[0:].ctypes.data,
+        B.ctypes.data,
+        ints[3:].ctypes.data,
+        a_block.ctypes.data,
+        ints[4:].ctypes.data,
+        scalars[1:].ctypes.data,
+        c_block.ctypes.data,
+        ints[5:].ctypes.data,
+    )
+    if C.itemsize == 4:
+        _sgemm(*args)
+    else:
+        _dgemm(*args)
+
+
+@njit(parallel=True, cache=True)
+def gemm(A, trans_a, B, trans_b, C, beta, n_threads):
+    """``C = op(A) @ op(B) + beta * C`` for C-contiguous float arrays of one dtype.
+
+    ``op(A)`` is ``A.T`` when ``trans_a`` (likewise B).  The rows of C are split into
+    ``n_threads`` blocks (``numba.get_num_threads()``; read inside a kernel it would
+    keep the kernel from being cached), each computed by a single-threaded BLAS call:
+    use it inside :data:`single_threaded_blas`.
+    """
+    n, m = C.shape
+    inner = A.shape[0] if trans_a else A.shape[1]
+    if n == 0 or m == 0 or inner == 0:
+        C *= beta
+        return
+    n_blocks = max(1, min(n_threads, n // 32))
+    for blk in prange(n_blocks):
+        _gemm_block(A, trans_a, B, trans_b, C, beta, blk * n // n_blocks, (blk + 1) * n // n_blocks)
+
+
+# Activation codes shared with the Python side.
+LINEAR, RELU, SIGMOID = 0, 1, 2
+ACTIVATIONS = {"linear": LINEAR, "relu": RELU, "sigmoid": SIGMOID}
+
+
+@njit(cache=True, inline="always")
+def _worse(va, ia, vb, ib):
+    """True when entry (va, ia) ranks below (vb, ib): smaller value, or equal value
+    and larger index (ties are broken in favour of the lower index)."""
+    return va < vb or (va == vb and ia > ib)
+
+
+@njit(cache=True)
+def _keep_best(bv, bi, n, k):
+    """Reorder ``bv[:n], bi[:n]`` so that the first k entries are the k best
+    (quickselect under the strict order of :func:`_worse`; indices are unique).
+    Returns the worst of those k: the selection threshold (value, index)."""
+    lo = 0
+    hi = n - 1
+    target = k - 1
+    while lo < hi:
+        mid = (lo + hi) // 2
+        pv = bv[mid]
+        pi = bi[mid]
+        i = lo
+        j = hi
+        while i <= j:
+            while _worse(pv, pi, bv[i], bi[i]):
+                i += 1
+            while _worse(bv[j], bi[j], pv, pi):
+                j -= 1
+            if i <= j:
+                tv = bv[i]
+                bv[i] = bv[j]
+                bv[j] = tv
+                ti = bi[i]
+                bi[i] = bi[j]
+                bi[j] = ti
+                i += 1
+                j -= 1
+        if target <= j:
+            hi = j
+        elif target >= i:
+            lo = i
+        else:
+            break
+    wv = bv[0]
+    wi = bi[0]
+    for p in range(1, k):
+        if _worse(bv[p], bi[p], wv, wi):
+            wv = bv[p]
+            wi = bi[p]
+    return wv, wi
+
+
+def select_buffer_size(k, m):
+    """Capacity of the scratch buffers that :func:`_select_row` needs."""
+    return 4 * k + 64
+
+
+@njit(cache=True, fastmath={"nnan", "nsz", "reassoc"})
+def _block_max_bound(z, bias, k):
+    """The smallest of the maxima of k blocks of ``z + bias``: a lower bound on the
+    k-th largest entry.  Vectorised (fastmath); with NaN in the row the bound is
+    meaningless but the caller only uses it to admit candidates."""
+    m = z.shape[0]
+    thr = np.inf
+    for blk in range(k):
+        lo = blk * m // k
+        hi = (blk + 1) * m // k
+        mx = z[lo] + bias[lo]
+        for j in range(lo + 1, hi):
+            mx = max(mx, z[j] + bias[j])
+        thr = min(mx, thr)
+    return thr
+
+
+@njit(cache=True)
+def _select_row(z, bias, k, bv, bi):
+    """Threshold (value, index) of the k-th best entry of ``z + bias``.
+
+    The k best entries are those ranking at or above the threshold.  A first pass
+    takes the maxima of k blocks: the smallest of them is a lower bound on the k-th
+    largest entry.  A second pass appends the entries that
+    reach that bound to a candidate buffer (branch-free), shrinking the buffer by a
+    quickselect whenever it fills, and a last quickselect picks the k best.
+    ``bv, bi`` are scratch buffers of :func:`select_buffer_size`.  NaN never reaches
+    the bound, so it is only kept when a row has fewer than k other entries.
+    """
+    m = z.shape[0]
+    cap = bv.shape[0]
+    if m <= cap:
+        for j in range(m):
+            bv[j] = z[j] + bias[j]
+            bi[j] = j
+        return _keep_best(bv, bi, m, k)
+    thr = _block_max_bound(z, bias, k)
+    if not thr > -np.inf:  # NaN: admit every entry that compares at all
+        thr = -np.inf
+    c = 0
+    for j in range(m):
+        v = z[j] + bias[j]
+        bv[c] = v
+        bi[c] = j
+        c += v >= thr  # a superset of the k best: the exact order is applied below
+        if c == cap:
+            thr, _ = _keep_best(bv, bi, c, k)
+            c = k
+    return _keep_best(bv, bi, c, k)
+
+
+@njit(cache=True, inline="always")
+def _activate(v, activation):
+    if activation == RELU:
+        return v if v > 0 else v * 0
+    if activation == SIGMOID:
+        return 1.0 / (1.0 + np.exp(-v))
+    return v
+
+
+@njit(cache=True)
+def _fill_nan(z, bias, idx_row, val_row, p):
+    """Complete a row of the top-k output with columns whose value is NaN, in order."""
+    k = idx_row.shape[0]
+    for j in range(z.shape[0]):
+        if p == k:
+            break
+        v = z[j] + bias[j]
+        if v != v:
+            idx_row[p] = j
+            val_row[p] = v
+            p += 1
+
+
+@njit(parallel=True, cache=True)
+def topk_rows(Z, bias, k, activation, idx, vals):
+    """Per row of ``Z + bias`` keep the k largest entries.
+
+    Writes their column indices, in increasing order, to ``idx`` (n, k) and the
+    activated values to ``vals`` (n, k).  Ties are broken by the lower column index,
+    so the result is deterministic.
+    """
+    n = Z.shape[0]
+    m = Z.shape[1]
+    n_blocks = min(n, 64)
+    cap = 4 * k + 64  # select_buffer_size(k, m)
+    for blk in prange(n_blocks):
+        bv = np.empty(cap, dtype=Z.dtype)
+        bi = np.empty(cap, dtype=np.int64)
+        for i in range(blk * n // n_blocks, (blk + 1) * n // n_blocks):
+            z = Z[i]
+            tv, ti = _select_row(z, bias, k, bv, bi)
+            # Second scan in column order: every entry at least as good as the threshold.
+            p = 0
+            for j in range(m):
+                v = z[j] + bias[j]
+                if v > tv or (v == tv and j <= ti):
+                    idx[i, p] = j
+                    vals[i, p] = _activate(v, activation)
+                    p += 1
+                    if p == k:
+                        break
+            if p < k:  # only with NaN in the row: fill with NaN-valued columns
+                _fill_nan(z, bias, idx[i], vals[i], p)
+
+
+@njit(parallel=True, cache=True)
+def topk_dense_inplace(Z, bias, k, activation):
+    """Replace each row of ``Z`` by its activated top-k of ``Z + bias``, zeros elsewhere."""
+    n = Z.shape[0]
+    m = Z.shape[1]
+    n_blocks = min(n, 64)
+    cap = 4 * k + 64  # select_buffer_size(k, m)
+    for blk in prange(n_blocks):
+        bv = np.empty(cap, dtype=Z.dtype)
+        bi = np.empty(cap, dtype=np.int64)
+        for i in range(blk * n // n_blocks, (blk + 1) * n // n_blocks):
+            z = Z[i]
+            tv, ti = _select_row(z, bias, k, bv, bi)
+            p = 0
+            for j in range(m):
+                v = z[j] + bias[j]
+                if p < k and (v > tv or (v == tv and j <= ti)):
+                    z[j] = _activate(v, activation)
+                    p += 1
+                else:
+                    z[j] = 0 if v == v else v  # a NaN row stays visibly NaN
+
+
+@njit(parallel=True, cache=True)
+def decode(idx, vals, D, c, out):
+    """``out[i] = c + sum_j vals[i, j] * D[idx[i, j]]``: O(n k d), not O(n m d)."""
+    n, k = idx.shape
+    d = D.shape[1]
+    for i in prange(n):
+        o = out[i]
+        for f in range(d):
+            o[f] = c[f]
+        for j in range(k):
+            a = vals[i, j]
+            if a != 0:
+                r = D[idx[i, j]]
+                for f in range(d):
+                    o[f] += a * r[f]
+
+
+@njit(parallel=True, cache=True, fastmath={"reassoc"})
+def code_grad(idx, vals, G, D, activation, out):
+    """Gradient of the loss with respect to the pre-activations of the kept units.
+
+    ``out[i, j] = (G[i] . D[idx[i, j]]) * act'(vals[i, j])``.
+    """
+    n, k = idx.shape
+    d = D.shape[1]
+    for i in prange(n):
+        g = G[i]
+        for j in range(k):
+            r = D[idx[i, j]]
+            s = out.dtype.type(0)  # accumulate in the data's precision, vectorised
+            for f in range(d):
+                s += g[f] * r[f]
+            h = vals[i, j]
+            if activation == RELU:
+                if h <= 0:
+                    s = 0.0
+            elif activation == SIGMOID:
+                s *= h * (1.0 - h)
+            out[i, j] = s
+
+
+@njit(cache=True)
+def units_index(idx, n_units):
+    """Group the kept entries by unit (a CSC view of the code): for unit u, the flat
+    positions ``i * k + j`` of its entries are ``pos[indptr[u]:indptr[u + 1]]``, in
+    increasing row order."""
+    n, k = idx.shape
+    indptr = np.zeros(n_units + 1, dtype=np.int64)
+    for i in range(n):
+        for j in range(k):
+            indptr[idx[i, j] + 1] += 1
+    for u in range(n_units):
+        indptr[u + 1] += indptr[u]
+    cursor = indptr[:-1].copy()
+    pos = np.empty(n * k, dtype=np.int64)
+    for i in range(n):
+        for j in range(k):
+            u = idx[i, j]
+            pos[cursor[u]] = i * k + j
+            cursor[u] += 1
+    return indptr, pos
+
+
+@njit(parallel=True, cache=True)
+def unit_grads(indptr, pos, k, vals, G, dZ, X, tied, gW, gD, gb):
+    """Weight gradients over the sparse code, one hidden unit per iteration.
+
+    Encoder: ``gW[u] = sum dZ[i, j] * X[i]`` and ``gb[u] = sum dZ[i, j]``; decoder:
+    ``gD[u] = sum vals[i, j] * G[i]``, over the entries (i, j) that selected unit u.
+    With ``tied`` both land in ``gW`` (``gD`` is ignored).  Units that no sample
+    selected get zero rows.  Cost O(n k d).
+    """
+    n_units = gW.shape[0]
+    d = gW.shape[1]
+    for u in prange(n_units):
+        w = gW[u]
+        for f in range(d):
+            w[f] = 0
+        if not tied:
+            dd = gD[u]
+            for f in range(d):
+                dd[f] = 0
+        s = 0.0
+        for e in range(indptr[u], indptr[u + 1]):
+            p = pos[e]
+            i = p // k
+            j = p - i * k
+            a = vals[i, j]
+            g = dZ[i, j]
+            s += g
+            x = X[i]
+            r = G[i]
+            if tied:
+                for f in range(d):
+                    w[f] += g * x[f] + a * r[f]
+            else:
+                for f in range(d):
+                    w[f] += g * x[f]
+                dd = gD[u]
+                for f in range(d):
+                    dd[f] += a * r[f]
+        gb[u] = s
+
+
+@njit(parallel=True, cache=True)
+def output_residual(out, X, activation, cross_entropy, scale):
+    """Apply the output activation to ``out`` in place, then overwrite it with the
+    gradient of the summed loss times ``scale`` with respect to the output
+    pre-activation.  Returns the summed loss over all entries.
+
+    For a linear output with squared error (loss 0.5 * (o - x)**2) and a sigmoid
+    output with cross-entropy the gradient is ``o - x`` in both cases.
+    """
+    n, d = out.shape
+    total = np.zeros(n)
+    for i in prange(n):
+        s = 0.0
+        o = out[i]
+        x = X[i]
+        for f in range(d):
+            v = _activate(o[f], activation)
+            t = x[f]
+            if cross_entropy:
+                # log-sum-exp form of -t*log(sig(a)) - (1-t)*log(1-sig(a)), stable for any a
+                a = o[f]
+                s += max(a, 0.0) - a * t + np.log1p(np.exp(-abs(a)))
+            else:
+                r = v - t
+                s += 0.5 * r * r
+            o[f] = (v - t) * scale
+        total[i] = s
+    return total.sum()
+
+
+@njit(parallel=True, cache=True)
+def sgd_update(w, v, g, learning_rate, momentum):
+    """Momentum SGD on flat arrays: ``v = momentum * v - lr * g; w += v``."""
+    for i in prange(w.shape[0]):
+        vi = momentum * v[i] - learning_rate * g[i]
+        v[i] = vi
+        w[i] += vi
+
+
+@njit(parallel=True, cache=True)
+def adam_update(w, m, v, g, step_size, beta1, beta2, epsilon):
+    """Adam on flat arrays; ``step_size`` already carries the bias corrections."""
+    for i in prange(w.shape[0]):
+        gi = g[i]
+        mi = beta1 * m[i] + (1.0 - beta1) * gi
+        vi = beta2 * v[i] + (1.0 - beta2) * gi * gi
+        m[i] = mi
+        v[i] = vi
+        w[i] -= step_size * mi / (np.sqrt(vi) + epsilon)

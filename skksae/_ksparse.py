@@ -1,0 +1,231 @@
+"""k-sparse autoencoder (Makhzani & Frey, 2013)."""
+
+from numbers import Integral, Real
+
+from sklearn.utils._param_validation import Interval, StrOptions
+
+from ._base import _BaseAutoencoder
+
+
+class KSparseAutoencoder(_BaseAutoencoder):
+    """k-sparse autoencoder.
+
+    A linear encoder ``z = W x + b`` whose ``k`` largest entries per sample are kept
+    (the others are set to zero), and a linear decoder ``x_hat = W^T h + c`` (tied
+    weights) or ``D^T h + c`` (untied), trained on the squared reconstruction error.
+    Gradients flow only through the ``k`` kept units, and the decoder product and
+    both weight gradients cost O(batch * k * n_features), computed by Numba kernels.
+
+    Training starts with ``k_start`` units and lowers k linearly to ``k`` over the
+    first ``k_decay_fraction`` of the epochs, which keeps hidden units from dying.
+    :meth:`transform` can keep more units than training did
+    (``transform_k_factor``), which the paper found helps classification.
+
+    Parameters
+    ----------
+    n_components : int, default=256
+        Number of hidden units.
+
+    k : int, default=25
+        Number of hidden units kept per sample at the end of training. Must not
+        exceed ``n_components``.
+
+    k_start : int, "auto" or None, default="auto"
+        Number of units kept in the first epoch of the sparsity schedule. "auto" uses
+        ``min(n_components, max(k, 100))`` as in the paper; None disables the
+        schedule (train with ``k`` from the start).
+
+    k_decay_fraction : float in [0, 1], default=0.5
+        Fraction of ``max_iter`` over which k decreases linearly from ``k_start`` to
+        ``k``. With :meth:`partial_fit` each call counts as one epoch.
+
+    transform_k_factor : float >= 1, default=1.0
+        :meth:`transform` keeps ``round(transform_k_factor * k)`` units per sample
+        (capped at ``n_components``): the paper's alpha, 3 for its MNIST
+        classification results.
+
+    activation : {"linear", "relu"}, default="linear"
+        Applied to the kept units: "linear" as in the paper, "relu" as in later
+        top-k autoencoders (kept units with negative values then become zero).
+
+    tied_weights : bool, default=True
+        If True the decoder uses the encoder weights; otherwise it has its own,
+        initialised to a copy of the encoder's.
+
+    solver : {"sgd", "adam"}, default="adam"
+        "sgd" is mini-batch SGD with momentum (the paper's optimizer); "adam" is
+        Adam, which is less sensitive to the scale of the data.
+
+    learning_rate : float, default=1e-3
+        Step size.
+
+    momentum : float in [0, 1), default=0.9
+        Momentum of the "sgd" solver.
+
+    batch_size : int, default=128
+        Samples per mini-batch (capped at the number of samples).
+
+    max_iter : int, default=50
+        Maximum number of epochs (passes over the data) in :meth:`fit`.
+
+    tol : float, default=1e-4
+        Training stops when, after the sparsity schedule, the epoch loss has not
+        improved by at least ``tol`` for ``n_iter_no_change`` consecutive epochs.
+
+    n_iter_no_change : int, default=10
+        See ``tol``.
+
+    shuffle : bool, default=True
+        Whether to shuffle the samples in each epoch.
+
+    sparse_output : bool, default=False
+        If True :meth:`transform` returns a CSR matrix.
+
+    warm_start : bool, default=False
+        If True, :meth:`fit` continues from the previous solution (with the same
+        ``n_components``, ``tied_weights`` and ``solver``).
+
+    random_state : int, RandomState instance or None, default=None
+        Controls the weight initialisation and the shuffling. Pass an int for
+        reproducible results: with the same data and thread count the fitted
+        weights are bitwise identical.
+
+    verbose : int, default=0
+        If positive, print the loss after each epoch.
+
+    Attributes
+    ----------
+    components_ : ndarray of shape (n_components, n_features)
+        Encoder weights W; each row is a learned filter.
+
+    decoder_components_ : ndarray of shape (n_components, n_features)
+        Decoder weights; the same array as ``components_`` when the weights are
+        tied.
+
+    intercept_hidden_ : ndarray of shape (n_components,)
+        Encoder bias b.
+
+    intercept_visible_ : ndarray of shape (n_features,)
+        Decoder bias c.
+
+    n_iter_ : int
+        Number of epochs run.
+
+    loss_curve_ : list of float
+        Mean training loss (half the summed squared error per sample) of each
+        epoch.
+
+    n_dead_units_ : int
+        Hidden units that were never selected in the last epoch of training.
+
+    n_features_in_ : int
+        Number of features seen during :term:`fit`.
+
+    feature_names_in_ : ndarray of shape (`n_features_in_`,)
+        Names of features seen during :term:`fit`. Defined only when `X`
+        has feature names that are all strings.
+
+    See Also
+    --------
+    DenoisingAutoencoder : Autoencoder trained to undo input corruption.
+    sklearn.neural_network.BernoulliRBM : Restricted Boltzmann machine features.
+    sklearn.decomposition.MiniBatchDictionaryLearning : Sparse coding.
+
+    References
+    ----------
+    .. [1] A. Makhzani and B. Frey, "k-Sparse Autoencoders", ICLR 2014,
+       arXiv:1312.5663.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from skksae import KSparseAutoencoder
+    >>> X = np.random.RandomState(0).rand(100, 20)
+    >>> ae = KSparseAutoencoder(n_components=32, k=4, max_iter=5, random_state=0)
+    >>> H = ae.fit(X).transform(X)
+    >>> H.shape
+    (100, 32)
+    >>> int((H != 0).sum(axis=1).max())
+    4
+    >>> ae.inverse_transform(H).shape
+    (100, 20)
+    """
+
+    _parameter_constraints: dict = {
+        **_BaseAutoencoder._parameter_constraints,
+        "k": [Interval(Integral, 1, None, closed="left")],
+        "k_start": [Interval(Integral, 1, None, closed="left"), StrOptions({"auto"}), None],
+        "k_decay_fraction": [Interval(Real, 0, 1, closed="both")],
+        "transform_k_factor": [Interval(Real, 1, None, closed="left")],
+        "activation": [StrOptions({"linear", "relu"})],
+    }
+
+    def __init__(
+        self,
+        n_components=256,
+        *,
+        k=25,
+        k_start="auto",
+        k_decay_fraction=0.5,
+        transform_k_factor=1.0,
+        activation="linear",
+        tied_weights=True,
+        solver="adam",
+        learning_rate=1e-3,
+        momentum=0.9,
+        batch_size=128,
+        max_iter=50,
+        tol=1e-4,
+        n_iter_no_change=10,
+        shuffle=True,
+        sparse_output=False,
+        warm_start=False,
+        random_state=None,
+        verbose=0,
+    ):
+        self.n_components = n_components
+        self.k = k
+        self.k_start = k_start
+        self.k_decay_fraction = k_decay_fraction
+        self.transform_k_factor = transform_k_factor
+        self.activation = activation
+        self.tied_weights = tied_weights
+        self.solver = solver
+        self.learning_rate = learning_rate
+        self.momentum = momentum
+        self.batch_size = batch_size
+        self.max_iter = max_iter
+        self.tol = tol
+        self.n_iter_no_change = n_iter_no_change
+        self.shuffle = shuffle
+        self.sparse_output = sparse_output
+        self.warm_start = warm_start
+        self.random_state = random_state
+        self.verbose = verbose
+
+    def _engine_options(self):
+        return {"activation": self.activation, "loss": "squared_error"}
+
+    def _init_std(self, n_features):
+        return 0.01
+
+    def _k_start(self):
+        if self.k_start is None:
+            return self.k
+        if self.k_start == "auto":
+            return min(self.n_components, max(self.k, 100))
+        return min(self.n_components, max(self.k, self.k_start))
+
+    def _schedule_end(self):
+        return int(self.k_decay_fraction * self.max_iter)
+
+    def _train_k(self, epoch):
+        """k for a given (0-based) epoch; ``None`` asks for the final k."""
+        end = self._schedule_end()
+        if epoch is None or end == 0 or epoch >= end:
+            return self.k
+        k0 = self._k_start()
+        return int(round(k0 + (self.k - k0) * epoch / end))
+
+    def _transform_k(self):
+        return min(self.n_components, int(round(self.transform_k_factor * self.k)))
