@@ -70,8 +70,8 @@ class _BaseAutoencoder(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEs
             X = X.tocsr()
         return X
 
-    def _check_k(self):
-        """Model-specific parameter checks that the constraints cannot express."""
+    def _check_params(self):
+        """Parameter checks that the constraints cannot express."""
         k = getattr(self, "k", None)
         if k is not None and k > self.n_components:
             raise ValueError(
@@ -155,9 +155,23 @@ class _BaseAutoencoder(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEs
         self : object
             The fitted estimator.
         """
+        return self._keep_state_on_error(self._fit, X)
+
+    def _keep_state_on_error(self, method, X):
+        """Run ``method(X)``; if it raises, put every attribute back as it was, so
+        that bad input or a diverging run leaves a fitted model intact."""
+        saved = dict(self.__dict__)
+        try:
+            return method(X)
+        except BaseException:
+            self.__dict__.clear()
+            self.__dict__.update(saved)
+            raise
+
+    def _fit(self, X):
+        self._check_params()
         continuing = self.warm_start and self._can_continue()
         X = self._validate_X(X, reset=not continuing)
-        self._check_k()
         self._check_data(X)
         if continuing:
             dtype = self.components_.dtype
@@ -224,6 +238,10 @@ class _BaseAutoencoder(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEs
         self : object
             The fitted estimator.
         """
+        return self._keep_state_on_error(self._partial_fit, X)
+
+    def _partial_fit(self, X):
+        self._check_params()
         first = not hasattr(self, "components_")
         if not first and not self._can_continue():
             raise ValueError(
@@ -231,7 +249,6 @@ class _BaseAutoencoder(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEs
                 "changed since the model was fitted. Call fit to start again."
             )
         X = self._validate_X(X, reset=first)
-        self._check_k()
         self._check_data(X)
         if first:
             rng = check_random_state(self.random_state)
@@ -336,4 +353,4 @@ class _BaseAutoencoder(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEs
         return 0
 
     def _check_data(self, X):
-        """Model-specific checks on validated training data."""
+        """Model-specific checks on validated training data; raise ValueError."""

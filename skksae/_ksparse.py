@@ -217,6 +217,8 @@ class KSparseAutoencoder(_BaseAutoencoder):
         return min(self.n_components, max(self.k, self.k_start))
 
     def _schedule_end(self):
+        if self._k_start() == self.k:
+            return 0
         return int(self.k_decay_fraction * self.max_iter)
 
     def _train_k(self, epoch):

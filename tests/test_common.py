@@ -1,0 +1,50 @@
+"""scikit-learn's estimator checks, with default and with non-default parameters.
+
+Several checks force ``n_components=1``; a KSparseAutoencoder with ``k > n_components``
+is a configuration error (a clear ValueError), so the first instance uses ``k=1`` and
+otherwise the default parameters, with fewer epochs to keep the suite fast.
+"""
+
+from sklearn.utils.estimator_checks import parametrize_with_checks
+
+from skksae import DenoisingAutoencoder, KSparseAutoencoder
+
+ESTIMATORS = [
+    KSparseAutoencoder(k=1, max_iter=5, random_state=0),
+    KSparseAutoencoder(
+        n_components=12,
+        k=1,
+        k_start=6,
+        k_decay_fraction=0.4,
+        transform_k_factor=2.0,
+        activation="relu",
+        tied_weights=False,
+        solver="sgd",
+        learning_rate=0.01,
+        batch_size=7,
+        max_iter=5,
+        shuffle=False,
+        sparse_output=True,
+        random_state=1,
+    ),
+    DenoisingAutoencoder(max_iter=5, random_state=0),
+    DenoisingAutoencoder(
+        n_components=10,
+        corruption="gaussian",
+        corruption_level=0.1,
+        activation="relu",
+        k=1,
+        tied_weights=False,
+        solver="sgd",
+        learning_rate=0.01,
+        batch_size=9,
+        max_iter=4,
+        sparse_output=True,
+        random_state=2,
+    ),
+]
+
+
+@parametrize_with_checks(ESTIMATORS)
+def test_sklearn_compatible_estimator(estimator, check):
+    check(estimator)

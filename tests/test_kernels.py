@@ -1,0 +1,178 @@
+"""The Numba kernels and the engine's gradients against NumPy references."""
+
+import numpy as np
+import pytest
+
+from skksae import _engine, _kernels
+
+
+def _reference_topk(V, k):
+    """Top-k column indices per row, ties to the lower index, sorted by column."""
+    order = np.lexsort((np.broadcast_to(np.arange(V.shape[1]), V.shape), -V), axis=1)
+    return np.sort(order[:, :k], axis=1)
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize(
+    "n, m, k",
+    [(40, 30, 1), (40, 30, 30), (40, 30, 7), (25, 500, 25), (25, 500, 130), (3, 2, 2)],
+)
+@pytest.mark.parametrize("ties", [False, True])
+def test_topk_matches_reference(dtype, n, m, k, ties):
+    rng = np.random.RandomState(n * m + k)
+    Z = rng.randn(n, m)
+    if ties:
+        Z = np.round(Z)  # many equal values per row
+    Z = Z.astype(dtype)
+    bias = (np.zeros(m) if ties else rng.randn(m)).astype(dtype)
+    V = Z + bias
+    expected = _reference_topk(V, k)
+
+    idx = np.empty((n, k), dtype=np.int64)
+    vals = np.empty((n, k), dtype=dtype)
+    _kernels.topk_rows(Z, bias, k, _kernels.LINEAR, idx, vals)
+    np.testing.assert_array_equal(idx, expected)
+    np.testing.assert_array_equal(vals, np.take_along_axis(V, expected, axis=1))
+
+    dense = Z.copy()
+    _kernels.topk_dense_inplace(dense, bias, k, _kernels.LINEAR)
+    want = np.zeros_like(V)
+    np.put_along_axis(want, expected, np.take_along_axis(V, expected, axis=1), axis=1)
+    np.testing.assert_array_equal(dense, want)
+
+
+def test_topk_relu_and_sigmoid_apply_after_selection():
+    rng = np.random.RandomState(0)
+    Z = rng.randn(20, 50)
+    bias = np.zeros(50)
+    idx = np.empty((20, 40), dtype=np.int64)
+    vals = np.empty((20, 40))
+    _kernels.topk_rows(Z, bias, 40, _kernels.RELU, idx, vals)
+    raw = np.take_along_axis(Z, idx, axis=1)
+    np.testing.assert_array_equal(vals, np.maximum(raw, 0))
+    assert (raw < 0).any()  # with 40 of 50 kept some selected values were negative
+    _kernels.topk_rows(Z, bias, 40, _kernels.SIGMOID, idx, vals)
+    np.testing.assert_allclose(vals, 1 / (1 + np.exp(-raw)))
+
+
+def test_topk_rows_with_nan_still_return_k_valid_columns():
+    Z = np.random.RandomState(0).randn(3, 200)
+    Z[0] = np.nan
+    Z[1, ::2] = np.nan
+    idx = np.full((3, 25), -1, dtype=np.int64)
+    vals = np.empty((3, 25))
+    _kernels.topk_rows(Z, np.zeros(200), 25, _kernels.LINEAR, idx, vals)
+    assert idx.min() >= 0 and idx.max() < 200
+    assert all(len(set(row)) == 25 for row in idx)
+    assert np.isnan(vals[0]).all()
+    assert np.isfinite(vals[1]).all()  # 100 finite entries remain in row 1
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("trans_a", [False, True])
+@pytest.mark.parametrize("trans_b", [False, True])
+def test_threaded_gemm_matches_numpy(dtype, trans_a, trans_b):
+    rng = np.random.RandomState(0)
+    n, m, inner = 130, 70, 33
+    A = rng.rand(*((inner, n) if trans_a else (n, inner))).astype(dtype)
+    B = rng.rand(*((m, inner) if trans_b else (inner, m))).astype(dtype)
+    C = rng.rand(n, m).astype(dtype)
+    expected = (A.T if trans_a else A) @ (B.T if trans_b else B) + 0.5 * C
+    with _kernels.single_threaded_blas:
+        _kernels.matmul(A, trans_a, B, trans_b, C, 0.5)
+    rtol = 1e-5 if dtype == np.float32 else 1e-12
+    np.testing.assert_allclose(C, expected, rtol=rtol)
+
+
+def _dense_reference_grads(engine, params, X, Xc, k):
+    """The same loss and gradients by dense masked NumPy (the O(n m d) way)."""
+    W, b, c = params["W"], params["b"], params["c"]
+    D = W if engine.tied else params["D"]
+    n = X.shape[0]
+    Z = Xc @ W.T + b
+    mask = np.zeros_like(Z, dtype=bool)
+    np.put_along_axis(mask, _reference_topk(Z, k), True, axis=1)
+    act = {0: lambda z: z, 1: lambda z: np.maximum(z, 0), 2: lambda z: 1 / (1 + np.exp(-z))}
+    H = np.where(mask, act[engine.activation](Z), 0)
+    A = H @ D + c
+    if engine.cross_entropy:
+        out = 1 / (1 + np.exp(-A))
+    else:
+        out = A
+    G = (out - X) / n
+    dH = G @ D.T
+    if engine.activation == 1:
+        dH = dH * (H > 0)
+    elif engine.activation == 2:
+        dH = dH * H * (1 - H)
+    dZ = np.where(mask, dH, 0)
+    grads = {"W": dZ.T @ Xc, "b": dZ.sum(0), "c": G.sum(0)}
+    if engine.tied:
+        grads["W"] = grads["W"] + H.T @ G
+    else:
+        grads["D"] = H.T @ G
+    return grads
+
+
+@pytest.mark.parametrize("tied", [True, False])
+@pytest.mark.parametrize(
+    "activation, loss, k",
+    [
+        ("linear", "squared_error", 3),
+        ("relu", "squared_error", 3),
+        ("sigmoid", "squared_error", 3),
+        ("sigmoid", "cross_entropy", 3),
+        ("sigmoid", "cross_entropy", None),
+        ("relu", "squared_error", None),
+        ("linear", "squared_error", None),
+        ("sigmoid", "squared_error", None),
+    ],
+)
+def test_gradients_match_finite_differences(tied, activation, loss, k):
+    rng = np.random.RandomState(0)
+    n, d, m = 6, 5, 8
+    X = rng.rand(n, d)
+    Xc = X * (rng.rand(n, d) > 0.3)  # a corrupted encoder input, as in denoising
+    params = _engine.init_params(rng, m, d, np.float64, tied, 0.5)
+    params["b"] = rng.randn(m) * 0.3
+    params["c"] = rng.randn(d) * 0.3
+    if not tied:
+        params["D"] = rng.randn(m, d) * 0.5
+    engine = _engine.Engine(
+        activation=activation, loss=loss, tied=tied, solver="sgd", learning_rate=0.1
+    )
+    grads = {name: np.empty_like(p) for name, p in params.items()}
+
+    def loss_at(p):
+        g = {name: np.empty_like(v) for name, v in p.items()}
+        with _kernels.single_threaded_blas:
+            return engine.loss_and_grads(p, X, Xc, k, g)[0]
+
+    with _kernels.single_threaded_blas:
+        engine.loss_and_grads(params, X, Xc, k, grads)
+    eps = 1e-6
+    for name, p in params.items():
+        numeric = np.zeros_like(p)
+        for i in np.ndindex(p.shape):
+            plus = _engine.copy_state(params)
+            minus = _engine.copy_state(params)
+            plus[name][i] += eps
+            minus[name][i] -= eps
+            numeric[i] = (loss_at(plus) - loss_at(minus)) / (2 * eps)
+        np.testing.assert_allclose(grads[name], numeric, rtol=1e-5, atol=1e-8, err_msg=name)
+    if k is not None:
+        reference = _dense_reference_grads(engine, params, X, Xc, k)
+        for name in grads:
+            np.testing.assert_allclose(grads[name], reference[name], rtol=1e-10, atol=1e-12)
+
+
+def test_kernels_accept_read_only_and_non_contiguous_inputs():
+    rng = np.random.RandomState(0)
+    Z = np.asfortranarray(rng.randn(30, 40))
+    Z.setflags(write=False)
+    bias = np.zeros(40)
+    bias.setflags(write=False)
+    idx = np.empty((30, 5), dtype=np.int64)
+    vals = np.empty((30, 5))
+    _kernels.topk_rows(Z, bias, 5, _kernels.LINEAR, idx, vals)
+    np.testing.assert_array_equal(idx, _reference_topk(np.asarray(Z), 5))

@@ -1,0 +1,234 @@
+"""KSparseAutoencoder behaviour beyond scikit-learn's generic checks."""
+
+import pickle
+import threading
+import warnings
+
+import numpy as np
+import pytest
+import scipy.sparse as sp
+from sklearn.exceptions import ConvergenceWarning
+from sklearn.linear_model import LogisticRegression
+from sklearn.model_selection import GridSearchCV, train_test_split
+from sklearn.pipeline import make_pipeline
+
+from skksae import KSparseAutoencoder
+
+pytestmark = pytest.mark.filterwarnings("ignore::sklearn.exceptions.ConvergenceWarning")
+
+
+def test_codes_have_k_nonzeros_and_wider_support_at_transform(digits):
+    X, _ = digits
+    ae = KSparseAutoencoder(n_components=64, k=5, max_iter=3, random_state=0).fit(X)
+    H = ae.transform(X)
+    assert H.shape == (X.shape[0], 64)
+    assert ((H != 0).sum(axis=1) <= 5).all()
+    assert ((H != 0).sum(axis=1) == 5).mean() > 0.99  # linear codes are rarely exactly 0
+    ae.set_params(transform_k_factor=3)
+    H3 = ae.transform(X)
+    assert ((H3 != 0).sum(axis=1) == 15).mean() > 0.99
+    # the wider code keeps the k largest values and adds the next ones
+    top = np.argsort(-H, axis=1)[:, :5]
+    np.testing.assert_array_equal(
+        np.take_along_axis(H, top, axis=1), np.take_along_axis(H3, top, axis=1)
+    )
+
+
+def test_sparse_output_equals_dense(digits):
+    X, _ = digits
+    ae = KSparseAutoencoder(n_components=32, k=4, max_iter=2, random_state=0).fit(X)
+    dense = ae.transform(X)
+    ae.set_params(sparse_output=True)
+    S = ae.transform(X)
+    assert sp.issparse(S) and S.format == "csr" and S.has_canonical_format
+    np.testing.assert_array_equal(S.toarray(), dense)
+    np.testing.assert_allclose(
+        ae.inverse_transform(S), ae.inverse_transform(dense), rtol=1e-4, atol=1e-6
+    )
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_dtype_is_preserved_end_to_end(digits, dtype):
+    X = digits[0].astype(dtype)
+    ae = KSparseAutoencoder(n_components=32, k=4, max_iter=2, random_state=0).fit(X)
+    assert ae.components_.dtype == dtype
+    assert ae.transform(X).dtype == dtype
+    assert ae.inverse_transform(ae.transform(X)).dtype == dtype
+
+
+def test_training_reduces_reconstruction_error(digits):
+    X, _ = digits
+    ae = KSparseAutoencoder(n_components=128, k=10, max_iter=20, random_state=0).fit(X)
+    assert ae.loss_curve_[-1] < 0.5 * ae.loss_curve_[0]
+    assert ae.n_iter_ == len(ae.loss_curve_)
+    # score is minus the mean per-sample loss, so it agrees with the reconstruction
+    R = ae.inverse_transform(ae.transform(X))
+    np.testing.assert_allclose(
+        ae.score(X), -0.5 * ((R - X) ** 2).sum(axis=1).mean(), rtol=1e-4
+    )
+
+
+def test_sparsity_schedule_lowers_k_then_holds():
+    ae = KSparseAutoencoder(n_components=300, k=20, max_iter=10, k_decay_fraction=0.5)
+    ks = [ae._train_k(e) for e in range(10)]
+    assert ks[0] == 100 and ks[5:] == [20] * 5
+    assert all(a >= b for a, b in zip(ks, ks[1:]))
+    assert KSparseAutoencoder(k=20, k_start=None)._train_k(0) == 20
+
+
+def test_schedule_keeps_more_units_alive(digits):
+    X, _ = digits
+    common = dict(n_components=256, k=5, max_iter=10, random_state=0, solver="sgd",
+                  learning_rate=0.05)
+    with_schedule = KSparseAutoencoder(**common).fit(X)
+    without = KSparseAutoencoder(k_start=None, **common).fit(X)
+    assert with_schedule.n_dead_units_ < without.n_dead_units_
+
+
+def test_pipeline_with_logistic_regression_beats_chance(digits):
+    X, y = digits
+    Xtr, Xte, ytr, yte = train_test_split(X, y, random_state=0)
+    pipe = make_pipeline(
+        KSparseAutoencoder(n_components=256, k=25, max_iter=20, random_state=0),
+        LogisticRegression(max_iter=2000),
+    )
+    assert pipe.fit(Xtr, ytr).score(Xte, yte) > 0.85
+
+
+def test_grid_search_over_k_with_two_jobs(digits):
+    X, y = digits
+    pipe = make_pipeline(
+        KSparseAutoencoder(n_components=32, max_iter=3, random_state=0),
+        LogisticRegression(max_iter=300),
+    )
+    search = GridSearchCV(pipe, {"ksparseautoencoder__k": [2, 8]}, cv=2, n_jobs=2)
+    search.fit(X[:400], y[:400])
+    assert search.best_params_["ksparseautoencoder__k"] in (2, 8)
+    # unsupervised: the autoencoder's own score also drives a search
+    alone = GridSearchCV(
+        KSparseAutoencoder(n_components=32, max_iter=3, random_state=0), {"k": [2, 8]}, cv=2
+    ).fit(X[:400])
+    assert alone.best_params_["k"] == 8  # more active units reconstruct better
+
+
+def test_pickle_round_trip_gives_identical_transform(digits):
+    X, _ = digits
+    ae = KSparseAutoencoder(n_components=32, k=4, max_iter=2, random_state=0).fit(X)
+    clone = pickle.loads(pickle.dumps(ae))
+    np.testing.assert_array_equal(clone.transform(X), ae.transform(X))
+
+
+def test_same_seed_gives_bitwise_identical_weights(digits):
+    X, _ = digits
+    a = KSparseAutoencoder(n_components=64, k=5, max_iter=3, random_state=7).fit(X)
+    b = KSparseAutoencoder(n_components=64, k=5, max_iter=3, random_state=7).fit(X)
+    assert a.components_.tobytes() == b.components_.tobytes()
+    c = KSparseAutoencoder(n_components=64, k=5, max_iter=3, random_state=8).fit(X)
+    assert a.components_.tobytes() != c.components_.tobytes()
+
+
+def test_partial_fit_is_one_epoch_and_continues(digits):
+    X, _ = digits
+    ae = KSparseAutoencoder(n_components=32, k=4, random_state=0, max_iter=4)
+    ae.partial_fit(X[:900])
+    assert ae.n_iter_ == 1
+    before = ae.components_.copy()
+    assert ae.partial_fit(X[900:]) is ae
+    assert ae.n_iter_ == 2 and len(ae.loss_curve_) == 2
+    assert not np.array_equal(before, ae.components_)
+    # chunked partial_fit and fit start from the same initialisation and schedule
+    ref = KSparseAutoencoder(n_components=32, k=4, random_state=0, max_iter=1, shuffle=False)
+    ref.fit(X)
+    pf = KSparseAutoencoder(n_components=32, k=4, random_state=0, max_iter=1, shuffle=False)
+    pf.partial_fit(X)
+    np.testing.assert_array_equal(ref.components_, pf.components_)
+
+
+def test_warm_start_continues_training(digits):
+    X, _ = digits
+    ae = KSparseAutoencoder(n_components=32, k=4, max_iter=3, random_state=0, warm_start=True)
+    ae.fit(X)
+    first = ae.loss_curve_[-1]
+    ae.fit(X)
+    assert len(ae.loss_curve_) == 6
+    assert ae.loss_curve_[-1] < first
+
+
+def test_convergence_warning_and_early_stopping(digits):
+    X, _ = digits
+    with pytest.warns(ConvergenceWarning):
+        KSparseAutoencoder(n_components=16, k=2, max_iter=2, random_state=0).fit(X)
+    ae = KSparseAutoencoder(
+        n_components=16, k=2, max_iter=500, tol=10.0, n_iter_no_change=2, k_start=None,
+        random_state=0,
+    )
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", ConvergenceWarning)
+        ae.fit(X)
+    assert ae.n_iter_ == 3  # the first epoch sets the baseline, then 2 without progress
+
+
+def test_verbose_prints_one_line_per_epoch(digits, capsys):
+    X, _ = digits
+    KSparseAutoencoder(n_components=16, k=2, max_iter=3, verbose=1, random_state=0).fit(X)
+    lines = [l for l in capsys.readouterr().out.splitlines() if l.startswith("Iteration")]
+    assert len(lines) == 3 and "loss =" in lines[0]
+
+
+def test_k_larger_than_layer_is_a_clear_error_and_keeps_state(digits):
+    X, _ = digits
+    ae = KSparseAutoencoder(n_components=16, k=2, max_iter=2, random_state=0).fit(X)
+    W = ae.components_.copy()
+    ae.set_params(k=17)
+    with pytest.raises(ValueError, match="k=17 must be at most n_components=16"):
+        ae.fit(X)
+    np.testing.assert_array_equal(ae.components_, W)
+
+
+def test_divergence_raises_and_leaves_model_intact(digits):
+    X, _ = digits
+    ae = KSparseAutoencoder(n_components=16, k=2, max_iter=2, random_state=0).fit(X)
+    W = ae.components_.copy()
+    ae.set_params(solver="sgd", learning_rate=1e6, warm_start=True)
+    with pytest.raises(FloatingPointError, match="learning_rate"):
+        ae.fit(X * 100)
+    np.testing.assert_array_equal(ae.components_, W)
+    fresh = KSparseAutoencoder(n_components=16, k=2, solver="sgd", learning_rate=1e6)
+    with pytest.raises(FloatingPointError):
+        fresh.fit(X * 100)
+    assert not hasattr(fresh, "components_")
+
+
+def test_concurrent_transform_from_threads(digits):
+    X, _ = digits
+    ae = KSparseAutoencoder(n_components=64, k=8, max_iter=2, random_state=0).fit(X)
+    expected = ae.transform(X)
+    results, errors = [None] * 6, []
+
+    def work(i):
+        try:
+            for _ in range(5):
+                results[i] = ae.transform(X)
+        except Exception as exc:  # pragma: no cover - reported below
+            errors.append(exc)
+
+    threads = [threading.Thread(target=work, args=(i,)) for i in range(6)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert not errors
+    for r in results:
+        np.testing.assert_array_equal(r, expected)
+
+
+def test_feature_names_and_pandas_output(digits):
+    pd = pytest.importorskip("pandas")
+    X, _ = digits
+    df = pd.DataFrame(X, columns=[f"px{i}" for i in range(X.shape[1])])
+    ae = KSparseAutoencoder(n_components=8, k=2, max_iter=2, random_state=0).fit(df)
+    assert list(ae.feature_names_in_) == list(df.columns)
+    names = ae.get_feature_names_out()
+    assert names[0] == "ksparseautoencoder0" and len(names) == 8
+    out = ae.set_output(transform="pandas").transform(df)
+    assert list(out.columns) == list(names)
