@@ -1,0 +1,31 @@
+"""The comparison command on the embedded digits data."""
+
+import csv
+
+import pytest
+
+from skksae._cli import main, parse_args
+
+
+def test_main_job_on_digits_writes_tables(tmp_path, capsys):
+    out = tmp_path / "out"
+    rc = main(["--methods", "raw,ksparse,dae", "--epochs", "3", "--n-components", "64",
+               "--k", "8", "--C", "1", "--out", str(out)])
+    assert rc == 0
+    printed = capsys.readouterr().out
+    assert "| KSparseAutoencoder + LogisticRegression |" in printed
+    with open(out / "results.csv") as f:
+        rows = list(csv.DictReader(f))
+    assert [r["method"].split(" ")[0] for r in rows] == [
+        "LogisticRegression", "KSparseAutoencoder", "DenoisingAutoencoder"]
+    for r in rows:
+        assert 0 <= float(r["test_error"]) < 30  # far better than chance (90%)
+    assert (out / "results.md").read_text().startswith("| method | test error (%)")
+
+
+def test_defaults_follow_the_dataset_and_unknown_methods_fail():
+    assert parse_args([]).n_components == 256
+    args = parse_args(["--dataset", "mnist"])
+    assert (args.n_components, args.k, args.transform_k_factor) == (1000, 25, 3.0)
+    with pytest.raises(SystemExit):
+        parse_args(["--methods", "raw,pca"])
