@@ -161,18 +161,21 @@ class Engine:
         out += params["c"]
         return _activate_dense(out, self.out_activation)
 
-    def loss(self, params, X, k):
-        """Mean per-sample loss of the clean reconstruction of X."""
-        H = self.encode(params, X, k, sparse_output=k is not None)
-        R = self.decode(params, H)
-        Xd = X.toarray() if sp.issparse(X) else X
-        if self.cross_entropy:
-            eps = np.finfo(R.dtype).eps
-            R = np.clip(R, eps, 1 - eps)
-            per = -(Xd * np.log(R) + (1 - Xd) * np.log1p(-R)).sum(axis=1)
-        else:
-            per = 0.5 * ((R - Xd) ** 2).sum(axis=1)
-        return float(np.mean(per))
+    def loss(self, params, X, k, chunk_size=4096):
+        """Mean per-sample loss of the clean reconstruction of X, chunk by chunk (a
+        sparse X is densified one chunk at a time)."""
+        total = 0.0
+        for start in range(0, X.shape[0], chunk_size):
+            Xc = X[start : start + chunk_size]
+            R = self.decode(params, self.encode(params, Xc, k, sparse_output=k is not None))
+            Xd = Xc.toarray() if sp.issparse(Xc) else Xc
+            if self.cross_entropy:
+                eps = np.finfo(R.dtype).eps
+                R = np.clip(R, eps, 1 - eps)
+                total -= float((Xd * np.log(R) + (1 - Xd) * np.log1p(-R)).sum())
+            else:
+                total += 0.5 * float(((R - Xd) ** 2).sum())
+        return total / X.shape[0]
 
     # ----------------------------------------------------------------- backward
     def loss_and_grads(self, params, X, Xc, k, grads, buffers=None):
@@ -286,16 +289,23 @@ class Engine:
                 Xc = self.corrupt(Xb, rng) if self.corrupt is not None else Xb
                 batch_loss, batch_counts = self.loss_and_grads(params, Xb, Xc, k, grads, buffers)
                 if not np.isfinite(batch_loss):
-                    raise FloatingPointError(
-                        f"Training diverged: the loss became {batch_loss} on the batch starting "
-                        f"at sample {start}. The learning rate ({self.learning_rate}) is likely "
-                        "too large for the scale of the data; lower learning_rate or scale the "
-                        "input (for example with StandardScaler or MinMaxScaler)."
-                    )
+                    self._diverged(f"the loss became {batch_loss} on the batch starting at "
+                                   f"sample {start}")
                 self.update(params, grads, opt)
                 counts += batch_counts
                 total += batch_loss * Xb.shape[0]
+        # the last update is not checked by any loss: check the weights themselves
+        for name, p in params.items():
+            if not np.isfinite(p).all():
+                self._diverged(f"the parameter {name} holds non-finite values")
         return total / n, counts
+
+    def _diverged(self, what):
+        raise FloatingPointError(
+            f"Training diverged: {what}. The learning rate ({self.learning_rate}) is "
+            "likely too large for the scale of the data; lower learning_rate or scale "
+            "the input (for example with StandardScaler or MinMaxScaler)."
+        )
 
 
 def _encoder_product(X, W, out):
