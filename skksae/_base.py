@@ -48,9 +48,11 @@ class _BaseAutoencoder(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEs
     }
 
     # ---------------------------------------------------------------- helpers
-    def _make_engine(self):
+    def _make_engine(self, tied=None):
+        """The engine for the current parameters; ``tied`` defaults to the parameter
+        (fitting) and is the fitted model's own structure when encoding or decoding."""
         return _engine.Engine(
-            tied=self.tied_weights,
+            tied=self.tied_weights if tied is None else tied,
             solver=self.solver,
             learning_rate=self.learning_rate,
             momentum=self.momentum,
@@ -79,9 +81,14 @@ class _BaseAutoencoder(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEs
                 "selection cannot keep more units than the hidden layer has."
             )
 
+    def _fitted_tied(self):
+        """Whether the fitted model shares its decoder with its encoder (whatever
+        ``tied_weights`` says now, after a later ``set_params``)."""
+        return self.decoder_components_ is self.components_
+
     def _params(self):
         params = {"W": self.components_, "b": self.intercept_hidden_, "c": self.intercept_visible_}
-        if not self.tied_weights:
+        if not self._fitted_tied():
             params["D"] = self.decoder_components_
         return params
 
@@ -115,6 +122,7 @@ class _BaseAutoencoder(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEs
         return (
             hasattr(self, "components_")
             and self.components_.shape[0] == self.n_components
+            and self._fitted_tied() == self.tied_weights
             and set(self._optimizer_state) == self._optimizer_keys()
         )
 
@@ -207,7 +215,7 @@ class _BaseAutoencoder(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEs
                     )
                 break
         self._commit(params, opt, rng)
-        self.n_iter_ = epoch + 1
+        self.n_iter_ = len(loss_curve)  # with warm_start, epochs of earlier fits count too
         self.loss_curve_ = loss_curve
         self.n_dead_units_ = int(np.count_nonzero(counts == 0))
         if not stopped:
@@ -286,7 +294,7 @@ class _BaseAutoencoder(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEs
         check_is_fitted(self)
         X = self._validate_X(X, reset=False)
         params = self._params_as(X.dtype)
-        return self._make_engine().encode(
+        return self._make_engine(self._fitted_tied()).encode(
             params, X, self._transform_k(), sparse_output=self.sparse_output
         )
 
@@ -305,7 +313,7 @@ class _BaseAutoencoder(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEs
         """
         check_is_fitted(self)
         H = self._validate_codes(X)
-        return self._make_engine().decode(self._params_as(H.dtype), H)
+        return self._make_engine(self._fitted_tied()).decode(self._params_as(H.dtype), H)
 
     def _validate_codes(self, H):
         H = check_array(H, accept_sparse=("csr", "csc"), dtype=_FLOATS)
@@ -339,7 +347,8 @@ class _BaseAutoencoder(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEs
         check_is_fitted(self)
         X = self._validate_X(X, reset=False)
         self._check_data(X)
-        return -self._make_engine().loss(self._params_as(X.dtype), X, self._train_k(None))
+        engine = self._make_engine(self._fitted_tied())
+        return -engine.loss(self._params_as(X.dtype), X, self._train_k(None))
 
     def __sklearn_tags__(self):
         tags = super().__sklearn_tags__()

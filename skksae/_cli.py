@@ -35,10 +35,10 @@ LABELS = {
 PAPER_MNIST = {"raw": 7.20, "rbm": 1.81, "dae": 1.95, "ksparse": 1.35}
 
 DEFAULTS = {
-    # dataset: n_components, k, epochs, C grid
-    "digits": dict(n_components=256, k=25, epochs=30, C="0.1,1,10"),
-    "mnist": dict(n_components=1000, k=25, epochs=30, C="0.1,1"),
-    "fashion-mnist": dict(n_components=1000, k=25, epochs=30, C="0.1,1"),
+    # dataset: n_components, k, epochs (autoencoders), RBM epochs, C grid
+    "digits": dict(n_components=256, k=25, epochs=30, rbm_epochs=20, C="0.1,1,10"),
+    "mnist": dict(n_components=1000, k=25, epochs=30, rbm_epochs=10, C="0.1,1"),
+    "fashion-mnist": dict(n_components=1000, k=25, epochs=30, rbm_epochs=10, C="0.1,1"),
 }
 
 
@@ -61,7 +61,7 @@ def make_extractor(method, args):
     if method == "rbm":
         return BernoulliRBM(
             n_components=args.n_components, learning_rate=0.05, batch_size=100,
-            n_iter=args.rbm_epochs or args.epochs, random_state=args.seed,
+            n_iter=args.rbm_epochs, random_state=args.seed,
             verbose=args.verbose,
         )
     if method == "dae":
@@ -160,7 +160,7 @@ def parse_args(argv):
     p.add_argument("--transform-k-factor", type=float, default=3.0,
                    help="units kept at encoding, as a multiple of k (the paper's alpha)")
     p.add_argument("--epochs", type=int)
-    p.add_argument("--rbm-epochs", type=int, help="epochs for the RBM (default: --epochs)")
+    p.add_argument("--rbm-epochs", type=int, help="epochs for the RBM")
     p.add_argument("--learning-rate", type=float, default=0.01,
                    help="SGD learning rate of the k-sparse autoencoder")
     p.add_argument("--C", help="comma-separated grid for LogisticRegression's C")

@@ -232,3 +232,14 @@ def test_feature_names_and_pandas_output(digits):
     assert names[0] == "ksparseautoencoder0" and len(names) == 8
     out = ae.set_output(transform="pandas").transform(df)
     assert list(out.columns) == list(names)
+
+
+def test_changing_tied_weights_after_fit_keeps_the_fitted_structure(digits):
+    X, _ = digits
+    ae = KSparseAutoencoder(n_components=16, k=3, max_iter=2, tied_weights=False,
+                            random_state=0).fit(X)
+    R = ae.inverse_transform(ae.transform(X))
+    ae.set_params(tied_weights=True)
+    np.testing.assert_array_equal(ae.inverse_transform(ae.transform(X)), R)
+    with pytest.raises(ValueError, match="partial_fit cannot continue"):
+        ae.partial_fit(X)
