@@ -211,3 +211,17 @@ def test_out_of_core_partial_fit_keeps_memory_bounded(tmp_path):
     file_bytes = n * d * 4
     assert peak < 8e6, f"peak traced memory {peak / 1e6:.1f} MB"
     assert peak < file_bytes / 10
+
+
+@pytest.mark.parametrize("model", MODELS, ids=IDS)
+@pytest.mark.parametrize("library", ["pandas", "polars"])
+def test_dataframes_keep_feature_names(model, library, X):
+    lib = pytest.importorskip(library)
+    names = [f"f{i}" for i in range(X.shape[1])]
+    df = lib.DataFrame(X, columns=names) if library == "pandas" else lib.DataFrame(
+        X, schema=names)
+    est = clone(model).fit(df)
+    assert list(est.feature_names_in_) == names
+    out = est.set_output(transform=library).transform(df)
+    assert list(out.columns) == list(est.get_feature_names_out())
+    np.testing.assert_array_equal(np.asarray(out), clone(model).fit(X).transform(X))
