@@ -16,7 +16,6 @@ Parameters and optimizer state are plain dicts of NumPy arrays, so the estimator
 that hold them pickle cleanly and load with ``skops.io`` using only trusted types.
 """
 
-import time
 
 import numpy as np
 import scipy.sparse as sp

@@ -208,7 +208,8 @@ def _keep_best(bv, bi, n, k):
     return wv, wi
 
 
-def select_buffer_size(k, m):
+@njit(cache=True)
+def select_buffer_size(k):
     """Capacity of the scratch buffers that :func:`_select_row` needs."""
     return 4 * k + 64
 
@@ -298,7 +299,7 @@ def topk_rows(Z, bias, k, activation, idx, vals):
     n = Z.shape[0]
     m = Z.shape[1]
     n_blocks = min(n, 64)
-    cap = 4 * k + 64  # select_buffer_size(k, m)
+    cap = select_buffer_size(k)
     for blk in prange(n_blocks):
         bv = np.empty(cap, dtype=Z.dtype)
         bi = np.empty(cap, dtype=np.int64)
@@ -325,7 +326,7 @@ def topk_dense_inplace(Z, bias, k, activation):
     n = Z.shape[0]
     m = Z.shape[1]
     n_blocks = min(n, 64)
-    cap = 4 * k + 64  # select_buffer_size(k, m)
+    cap = select_buffer_size(k)
     for blk in prange(n_blocks):
         bv = np.empty(cap, dtype=Z.dtype)
         bi = np.empty(cap, dtype=np.int64)

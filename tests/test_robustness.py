@@ -1,6 +1,5 @@
 """Bad input, odd but valid input, persistence, out-of-core training, determinism."""
 
-import io
 import pickle
 import subprocess
 import sys
