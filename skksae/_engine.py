@@ -177,14 +177,15 @@ class Engine:
         return total / X.shape[0]
 
     # ----------------------------------------------------------------- backward
-    def loss_and_grads(self, params, X, Xc, k, grads, buffers=None):
-        """Loss of one batch and the gradients of every parameter.
+    def loss_and_grads(self, params, X, Xc, k, grads, buffers=None, opt=None):
+        """Loss of one batch and the gradients of every parameter; with ``opt``, also
+        the optimizer step.
 
         ``X`` is the clean target, ``Xc`` the (possibly corrupted) encoder input, both
         dense C-contiguous arrays of the parameters' dtype.  ``grads`` is a dict of
         arrays shaped like ``params`` that is overwritten.  Returns the batch loss
-        (the mean per-sample loss) and the number of times each unit was active.
-        Call it inside ``_kernels.single_threaded_blas``.
+        (the mean per-sample loss, before the step) and the number of times each unit
+        was active.  Call it inside ``_kernels.single_threaded_blas``.
         """
         W, b, c = params["W"], params["b"], params["c"]
         D = W if self.tied else params["D"]
@@ -225,43 +226,36 @@ class Engine:
             dZ = _buffer(buffers, "dZk", (n, k), dtype)
             K.call(K.code_grad, idx, vals, G, D, self.activation, dZ)
             indptr, pos = K.units_index(idx, m)
-            K.call(K.unit_grads, indptr, pos, k, vals, G, dZ, Xc, self.tied, grads["W"], gD, grads["b"])
+            K.call(
+                K.unit_grads, indptr, pos, k, vals, G, dZ, Xc, self.tied, grads["W"], gD,
+                grads["b"],
+            )
             counts = np.bincount(idx[vals != 0], minlength=m)
         grads["c"][:] = G.sum(axis=0)
+        if opt is not None:
+            self._step(params, grads, opt)
         return total * scale, counts
 
     # ---------------------------------------------------------------- optimizer
-    def update(self, params, grads, opt):
+    def _step(self, params, grads, opt):
+        """One optimizer step on every parameter (SGD with momentum, or Adam with the
+        bias corrections folded into the step size)."""
         opt["t"] += 1
+        t = opt["t"]
         if self.solver == "sgd":
-            for name, p in params.items():
-                K.call(
-                    K.sgd_update,
-                    p.reshape(-1),
-                    opt[f"v_{name}"].reshape(-1),
-                    grads[name].reshape(-1),
-                    self.learning_rate,
-                    self.momentum,
-                )
+            solver, rate, beta1 = K.SGD, self.learning_rate, self.momentum
         else:
-            t = opt["t"]
-            step = (
-                self.learning_rate
-                * np.sqrt(1 - self.beta_2**t)
-                / (1 - self.beta_1**t)
+            solver, beta1 = K.ADAM, self.beta_1
+            rate = self.learning_rate * np.sqrt(1 - self.beta_2**t) / (1 - self.beta_1**t)
+        for name, p in params.items():
+            if self.solver == "sgd":
+                s1 = s2 = opt[f"v_{name}"]  # the second slot is not read
+            else:
+                s1, s2 = opt[f"m_{name}"], opt[f"v_{name}"]
+            K.call(
+                K.optimizer_update, solver, p.reshape(-1), s1.reshape(-1), s2.reshape(-1),
+                grads[name].reshape(-1), rate, beta1, self.beta_2, self.epsilon,
             )
-            for name, p in params.items():
-                K.call(
-                    K.adam_update,
-                    p.reshape(-1),
-                    opt[f"m_{name}"].reshape(-1),
-                    opt[f"v_{name}"].reshape(-1),
-                    grads[name].reshape(-1),
-                    step,
-                    self.beta_1,
-                    self.beta_2,
-                    self.epsilon,
-                )
 
     # -------------------------------------------------------------------- epoch
     def run_epoch(self, params, opt, X, k, batch_size, shuffle, rng):
@@ -286,11 +280,12 @@ class Engine:
                 else:
                     Xb = np.asarray(np.take(X, rows, axis=0), dtype=dtype, order="C")
                 Xc = self.corrupt(Xb, rng) if self.corrupt is not None else Xb
-                batch_loss, batch_counts = self.loss_and_grads(params, Xb, Xc, k, grads, buffers)
+                batch_loss, batch_counts = self.loss_and_grads(
+                    params, Xb, Xc, k, grads, buffers, opt
+                )
                 if not np.isfinite(batch_loss):
                     self._diverged(f"the loss became {batch_loss} on the batch starting at "
                                    f"sample {start}")
-                self.update(params, grads, opt)
                 counts += batch_counts
                 total += batch_loss * Xb.shape[0]
         # the last update is not checked by any loss: check the weights themselves

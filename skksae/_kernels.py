@@ -406,6 +406,45 @@ def units_index(idx, n_units):
     return indptr, pos
 
 
+# Optimizer codes shared with the Python side.
+SGD, ADAM = 1, 2
+
+
+@njit(cache=True, inline="always")
+def _update_block(solver, w, s1, s2, g, rate, beta1, beta2, epsilon):
+    """One optimizer step on a 1-D slice.
+
+    SGD with momentum: ``s1`` is the velocity, ``rate`` the learning rate and
+    ``beta1`` the momentum.  Adam: ``s1, s2`` are the moment estimates and ``rate``
+    the step size with the bias corrections folded in.
+    """
+    if solver == SGD:
+        for i in range(w.shape[0]):
+            vi = beta1 * s1[i] - rate * g[i]
+            s1[i] = vi
+            w[i] += vi
+    elif solver == ADAM:
+        for i in range(w.shape[0]):
+            gi = g[i]
+            mi = beta1 * s1[i] + (1.0 - beta1) * gi
+            vi = beta2 * s2[i] + (1.0 - beta2) * gi * gi
+            s1[i] = mi
+            s2[i] = vi
+            w[i] -= rate * mi / (np.sqrt(vi) + epsilon)
+
+
+@njit(parallel=True, cache=True)
+def optimizer_update(solver, w, s1, s2, g, rate, beta1, beta2, epsilon):
+    """:func:`_update_block` over flat arrays, in parallel blocks."""
+    n = w.shape[0]
+    n_blocks = max(1, min(64, n // 4096))
+    for blk in prange(n_blocks):
+        lo = blk * n // n_blocks
+        hi = (blk + 1) * n // n_blocks
+        _update_block(solver, w[lo:hi], s1[lo:hi], s2[lo:hi], g[lo:hi], rate, beta1, beta2,
+                      epsilon)
+
+
 @njit(parallel=True, cache=True)
 def unit_grads(indptr, pos, k, vals, G, dZ, X, tied, gW, gD, gb):
     """Weight gradients over the sparse code, one hidden unit per iteration.
@@ -475,24 +514,3 @@ def output_residual(out, X, activation, cross_entropy, scale):
             o[f] = (v - t) * scale
         total[i] = s
     return total.sum()
-
-
-@njit(parallel=True, cache=True)
-def sgd_update(w, v, g, learning_rate, momentum):
-    """Momentum SGD on flat arrays: ``v = momentum * v - lr * g; w += v``."""
-    for i in prange(w.shape[0]):
-        vi = momentum * v[i] - learning_rate * g[i]
-        v[i] = vi
-        w[i] += vi
-
-
-@njit(parallel=True, cache=True)
-def adam_update(w, m, v, g, step_size, beta1, beta2, epsilon):
-    """Adam on flat arrays; ``step_size`` already carries the bias corrections."""
-    for i in prange(w.shape[0]):
-        gi = g[i]
-        mi = beta1 * m[i] + (1.0 - beta1) * gi
-        vi = beta2 * v[i] + (1.0 - beta2) * gi * gi
-        m[i] = mi
-        v[i] = vi
-        w[i] -= step_size * mi / (np.sqrt(vi) + epsilon)

@@ -176,3 +176,43 @@ def test_kernels_accept_read_only_and_non_contiguous_inputs():
     vals = np.empty((30, 5))
     _kernels.topk_rows(Z, bias, 5, _kernels.LINEAR, idx, vals)
     np.testing.assert_array_equal(idx, _reference_topk(np.asarray(Z), 5))
+
+
+@pytest.mark.parametrize("solver", ["sgd", "adam"])
+@pytest.mark.parametrize("tied", [True, False])
+@pytest.mark.parametrize("k", [3, None])
+def test_optimizer_step_matches_the_textbook_update(solver, tied, k):
+    """One training step equals the plain gradient followed by the textbook SGD with
+    momentum or Adam update (Kingma & Ba, 2015)."""
+    rng = np.random.RandomState(0)
+    n, d, m = 7, 5, 9
+    X = rng.rand(n, d)
+    params = _engine.init_params(rng, m, d, np.float64, tied, 0.5)
+    engine = _engine.Engine(activation="relu", loss="squared_error", tied=tied,
+                            solver=solver, learning_rate=0.05, momentum=0.8)
+    opt = _engine.init_optimizer(params, solver)
+    for name in params:  # a non-trivial optimizer state
+        for key in opt:
+            if key.endswith("_" + name):
+                opt[key][...] = rng.rand(*params[name].shape) * 0.01
+    opt["t"] = 3
+    grads = {name: np.empty_like(p) for name, p in params.items()}
+    with _kernels.single_threaded_blas:
+        engine.loss_and_grads(params, X, X, k, grads)
+    expected = _engine.copy_state(params)
+    state = _engine.copy_state(opt)
+    t = state["t"] + 1
+    for name, g in grads.items():
+        if solver == "sgd":
+            v = 0.8 * state[f"v_{name}"] - 0.05 * g
+            expected[name] = expected[name] + v
+        else:
+            mom = 0.9 * state[f"m_{name}"] + 0.1 * g
+            vel = 0.999 * state[f"v_{name}"] + 0.001 * g * g
+            step = 0.05 * np.sqrt(1 - 0.999**t) / (1 - 0.9**t)
+            expected[name] = expected[name] - step * mom / (np.sqrt(vel) + 1e-8)
+    with _kernels.single_threaded_blas:
+        engine.loss_and_grads(params, X, X, k, grads, opt=opt)
+    assert opt["t"] == t
+    for name in params:
+        np.testing.assert_allclose(params[name], expected[name], rtol=1e-12, atol=1e-14)
