@@ -210,7 +210,8 @@ def _keep_best(bv, bi, n, k):
 
 @njit(cache=True)
 def select_buffer_size(k):
-    """Capacity of the scratch buffers that :func:`_select_row` needs."""
+    """Capacity of the scratch buffers that :func:`_select_row` and
+    :func:`_topk_row` need."""
     return 4 * k + 64
 
 
@@ -288,6 +289,77 @@ def _fill_nan(z, bias, idx_row, val_row, p):
             p += 1
 
 
+@njit(cache=True)
+def _topk_row(z, bias, k, guess, cv, ci, sv, si, out_i, out_v):
+    """The k best entries of ``z + bias`` (raw values) in column order into
+    ``out_i, out_v``.  Returns the threshold value and the number of candidates that
+    ``guess`` admitted (-1 when the robust path ran).
+
+    Fast path: one branch-free pass collects, in column order, every entry that
+    reaches ``guess``; if that is at least k entries (and fits the buffer) it is a
+    superset of the k best, a quickselect on a copy finds the threshold and the kept
+    candidates are written out in order.  Otherwise :func:`_select_row` and a scan of
+    the row do it from scratch, whatever ``guess`` was, so the result never depends
+    on it.  ``cv, ci, sv, si`` are scratch buffers of :func:`select_buffer_size`.
+    """
+    m = z.shape[0]
+    cap = cv.shape[0]
+    c = 0
+    if guess > -np.inf:
+        g = z.dtype.type(guess)
+        for j in range(m):
+            v = z[j] + bias[j]
+            cv[c] = v
+            ci[c] = j
+            c += v >= g
+            if c == cap:
+                break
+    if k <= c < cap:
+        for q in range(c):
+            sv[q] = cv[q]
+            si[q] = ci[q]
+        tv, ti = _keep_best(sv, si, c, k)
+        p = 0
+        for q in range(c):
+            v = cv[q]
+            j = ci[q]
+            if v > tv or (v == tv and j <= ti):
+                out_i[p] = j
+                out_v[p] = v
+                p += 1
+        return tv, c
+    tv, ti = _select_row(z, bias, k, sv, si)
+    p = 0
+    for j in range(m):
+        v = z[j] + bias[j]
+        if v > tv or (v == tv and j <= ti):
+            out_i[p] = j
+            out_v[p] = v
+            p += 1
+            if p == k:
+                break
+    if p < k:  # only with NaN in the row: fill with NaN-valued columns
+        _fill_nan(z, bias, out_i, out_v, p)
+    return tv, -1
+
+
+@njit(cache=True, inline="always")
+def _next_guess(tv, n_candidates, k, slack):
+    """Adapt the admission threshold for the next row of a block (rows of one batch
+    have similar k-th values): aim at 1.3 k to 2 k candidates.  Returns the next
+    guess and slack."""
+    if n_candidates < 0:
+        slack = max(2.0 * slack, 0.25 * abs(tv) + 1e-30)
+    elif n_candidates > 2 * k:
+        slack *= 0.7
+    elif n_candidates < 1.3 * k:
+        slack *= 1.3
+    guess = tv - slack
+    if not guess > -np.inf:  # NaN or -inf threshold: go the robust way next time
+        guess = -np.inf
+    return guess, slack
+
+
 @njit(parallel=True, cache=True)
 def topk_rows(Z, bias, k, activation, idx, vals):
     """Per row of ``Z + bias`` keep the k largest entries.
@@ -297,50 +369,43 @@ def topk_rows(Z, bias, k, activation, idx, vals):
     so the result is deterministic.
     """
     n = Z.shape[0]
-    m = Z.shape[1]
     n_blocks = min(n, 64)
     cap = select_buffer_size(k)
     for blk in prange(n_blocks):
-        bv = np.empty(cap, dtype=Z.dtype)
-        bi = np.empty(cap, dtype=np.int64)
+        cv = np.empty(cap, dtype=Z.dtype)
+        sv = np.empty(cap, dtype=Z.dtype)
+        ci = np.empty(cap, dtype=np.int64)
+        si = np.empty(cap, dtype=np.int64)
+        guess, slack = -np.inf, 0.0
         for i in range(blk * n // n_blocks, (blk + 1) * n // n_blocks):
-            z = Z[i]
-            tv, ti = _select_row(z, bias, k, bv, bi)
-            # Second scan in column order: every entry at least as good as the threshold.
-            p = 0
-            for j in range(m):
-                v = z[j] + bias[j]
-                if v > tv or (v == tv and j <= ti):
-                    idx[i, p] = j
-                    vals[i, p] = _activate(v, activation)
-                    p += 1
-                    if p == k:
-                        break
-            if p < k:  # only with NaN in the row: fill with NaN-valued columns
-                _fill_nan(z, bias, idx[i], vals[i], p)
+            tv, n_cand = _topk_row(Z[i], bias, k, guess, cv, ci, sv, si, idx[i], vals[i])
+            guess, slack = _next_guess(tv, n_cand, k, slack)
+            if activation != LINEAR:
+                for p in range(k):
+                    vals[i, p] = _activate(vals[i, p], activation)
 
 
 @njit(parallel=True, cache=True)
 def topk_dense_inplace(Z, bias, k, activation):
     """Replace each row of ``Z`` by its activated top-k of ``Z + bias``, zeros elsewhere."""
     n = Z.shape[0]
-    m = Z.shape[1]
     n_blocks = min(n, 64)
     cap = select_buffer_size(k)
     for blk in prange(n_blocks):
-        bv = np.empty(cap, dtype=Z.dtype)
-        bi = np.empty(cap, dtype=np.int64)
+        cv = np.empty(cap, dtype=Z.dtype)
+        sv = np.empty(cap, dtype=Z.dtype)
+        ci = np.empty(cap, dtype=np.int64)
+        si = np.empty(cap, dtype=np.int64)
+        out_i = np.empty(k, dtype=np.int64)
+        out_v = np.empty(k, dtype=Z.dtype)
+        guess, slack = -np.inf, 0.0
         for i in range(blk * n // n_blocks, (blk + 1) * n // n_blocks):
             z = Z[i]
-            tv, ti = _select_row(z, bias, k, bv, bi)
-            p = 0
-            for j in range(m):
-                v = z[j] + bias[j]
-                if p < k and (v > tv or (v == tv and j <= ti)):
-                    z[j] = _activate(v, activation)
-                    p += 1
-                else:
-                    z[j] = 0 if v == v else v  # a NaN row stays visibly NaN
+            tv, n_cand = _topk_row(z, bias, k, guess, cv, ci, sv, si, out_i, out_v)
+            guess, slack = _next_guess(tv, n_cand, k, slack)
+            z[:] = 0
+            for p in range(k):
+                z[out_i[p]] = _activate(out_v[p], activation)
 
 
 @njit(parallel=True, cache=True)
