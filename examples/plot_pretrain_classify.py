@@ -1,7 +1,7 @@
 """
-===================================================
+====================================================
 Pretrain, then classify: k-sparse features vs pixels
-===================================================
+====================================================
 
 Fit a :class:`~skksae.KSparseAutoencoder` on the digits, encode with a wider support
 (``transform_k_factor=3``, the paper's alpha) and train a logistic regression on the

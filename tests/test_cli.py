@@ -27,5 +27,6 @@ def test_defaults_follow_the_dataset_and_unknown_methods_fail():
     assert parse_args([]).n_components == 256
     args = parse_args(["--dataset", "mnist"])
     assert (args.n_components, args.k, args.transform_k_factor) == (1000, 25, 3.0)
+    assert parse_args(["--epochs", "7"]).dae_epochs == 7
     with pytest.raises(SystemExit):
         parse_args(["--methods", "raw,pca"])
