@@ -37,14 +37,14 @@ LABELS = {
 PAPER_MNIST = {"raw": 7.20, "rbm": 1.81, "dae": 1.95, "ksparse": 1.35}
 
 DEFAULTS = {
-    # dataset: n_components, k, epochs of the k-sparse AE, of the denoising AE and of
-    # the RBM, C grid
+    # dataset: n_components, k, epochs of the k-sparse AE, of the denoising AE, of the
+    # RBM and of each model of the filter figure, C grid
     "digits": dict(n_components=256, k=25, ksparse_epochs=100, dae_epochs=30,
-                   rbm_epochs=20, C="0.1,1,10"),
+                   rbm_epochs=20, filter_epochs=30, C="0.1,1,10"),
     "mnist": dict(n_components=1000, k=25, ksparse_epochs=300, dae_epochs=50,
-                  rbm_epochs=10, C="0.1,1"),
+                  rbm_epochs=10, filter_epochs=10, C="0.1,1"),
     "fashion-mnist": dict(n_components=1000, k=25, ksparse_epochs=300, dae_epochs=50,
-                          rbm_epochs=10, C="0.1,1"),
+                          rbm_epochs=10, filter_epochs=10, C="0.1,1"),
 }
 
 
@@ -109,11 +109,13 @@ def fit_classifier(F_train, y_train, grid, seed, log):
 
 
 def run(args, log=print):
+    if args.out:
+        Path(args.out).mkdir(parents=True, exist_ok=True)
     X_train, X_test, y_train, y_test = load(args.dataset, args.data_home, args.seed)
     log(f"{args.dataset}: {X_train.shape[0]} training and {X_test.shape[0]} test samples, "
         f"{X_train.shape[1]} features")
     grid = [float(c) for c in args.C.split(",")]
-    rows = []
+    rows, fitted = [], {}
     for method in args.methods:
         log(f"== {LABELS[method]}")
         extractor = make_extractor(method, args)
@@ -129,6 +131,8 @@ def run(args, log=print):
         F_test = X_test if extractor is None else extractor.transform(X_test)
         transform_time = time.perf_counter() - t0
         error = 100.0 * (1.0 - clf.score(F_test, y_test))
+        if extractor is not None:
+            fitted[method] = extractor
         extra = ""
         if method == "ksparse":
             extra = f" (dead units: {extractor[1].n_dead_units_})"
@@ -142,6 +146,14 @@ def run(args, log=print):
             "transform_time_s": round(transform_time, 2),
             "C": C,
         })
+    if args.out and not args.no_figures:
+        from ._figures import write_figures
+
+        side = int(round(np.sqrt(X_train.shape[1])))
+        log("== figures")
+        for path in write_figures(Path(args.out), X_train, X_test, fitted, (side, side), args,
+                                  log):
+            log(f"  wrote {path}")
     return rows
 
 
@@ -182,13 +194,19 @@ def parse_args(argv):
     p.add_argument("--C", help="comma-separated grid for LogisticRegression's C")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--data-home", help="folder with the IDX files (MNIST, Fashion-MNIST)")
-    p.add_argument("--out", help="folder for results.md and results.csv")
+    p.add_argument("--out", help="folder for results.md, results.csv and the figures")
+    p.add_argument("--no-figures", action="store_true",
+                   help="with --out, write the tables only")
+    p.add_argument("--filter-epochs", type=int,
+                   help="epochs of each model in the filter figure (k = 70, 40, 25, 10)")
     p.add_argument("--verbose", type=int, default=0, help="per-epoch training lines")
     args = p.parse_args(argv)
     if args.epochs is not None:
         for key in ("ksparse_epochs", "dae_epochs", "rbm_epochs"):
             if getattr(args, key) is None:
                 setattr(args, key, args.epochs)
+    if args.epochs is not None and args.filter_epochs is None:
+        args.filter_epochs = args.epochs
     for key, value in DEFAULTS[args.dataset].items():
         if getattr(args, key) is None:
             setattr(args, key, value)

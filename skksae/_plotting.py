@@ -30,6 +30,14 @@ def filter_mosaic(components, image_shape, n_filters=None, n_cols=None, pad=1):
     -------
     mosaic : ndarray of shape (rows * (height + pad) - pad, cols * (width + pad) - pad)
 
+    See Also
+    --------
+    plot_filters : Draw the mosaic with matplotlib.
+
+    References
+    ----------
+    .. [1] A. Makhzani and B. Frey, "k-Sparse Autoencoders", ICLR 2014, figure 1.
+
     Examples
     --------
     >>> import numpy as np
@@ -83,6 +91,14 @@ def plot_filters(estimator, image_shape, n_filters=100, ax=None, cmap="gray", **
     Returns
     -------
     image : matplotlib.image.AxesImage
+
+    See Also
+    --------
+    filter_mosaic : The tiled array, without drawing.
+
+    References
+    ----------
+    .. [1] A. Makhzani and B. Frey, "k-Sparse Autoencoders", ICLR 2014, figure 1.
 
     Examples
     --------

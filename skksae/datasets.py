@@ -211,6 +211,15 @@ def load_mnist(data_home=None, *, return_X_y=False, download_if_missing=True):
         If the files are not found, download them from OpenML.
 
     {returns}
+    See Also
+    --------
+    load_fashion_mnist : The same layout for Fashion-MNIST.
+
+    References
+    ----------
+    .. [1] Y. LeCun, L. Bottou, Y. Bengio and P. Haffner, "Gradient-based learning
+       applied to document recognition", Proc. IEEE 86(11), 1998.
+
     Examples
     --------
     >>> from skksae.datasets import load_mnist
@@ -239,6 +248,15 @@ def load_fashion_mnist(data_home=None, *, return_X_y=False, download_if_missing=
         If the files are not found, download them from OpenML.
 
     {returns}
+    See Also
+    --------
+    load_mnist : The same layout for MNIST.
+
+    References
+    ----------
+    .. [1] H. Xiao, K. Rasul and R. Vollgraf, "Fashion-MNIST: a Novel Image Dataset for
+       Benchmarking Machine Learning Algorithms", arXiv:1708.07747, 2017.
+
     Examples
     --------
     >>> from skksae.datasets import load_fashion_mnist

@@ -21,6 +21,8 @@ def test_main_job_on_digits_writes_tables(tmp_path, capsys):
     for r in rows:
         assert 0 <= float(r["test_error"]) < 30  # far better than chance (90%)
     assert (out / "results.md").read_text().startswith("| method | test error (%)")
+    for name in ("filters.png", "reconstructions.png", "loss_curves.png"):
+        assert (out / name).stat().st_size > 1000
 
 
 def test_defaults_follow_the_dataset_and_unknown_methods_fail():

@@ -1,0 +1,108 @@
+"""Figures for the comparison command (matplotlib, the ``examples`` extra)."""
+
+import warnings
+
+import numpy as np
+from sklearn.exceptions import ConvergenceWarning
+from sklearn.preprocessing import StandardScaler
+
+from ._ksparse import KSparseAutoencoder
+from ._plotting import filter_mosaic
+
+FILTER_KS = (70, 40, 25, 10)
+
+
+def write_figures(out, X_train, X_test, fitted, image_shape, args, log=print):
+    """Write ``filters.png`` (the paper's figure: filters for k = 70, 40, 25, 10),
+    ``reconstructions.png`` and ``loss_curves.png`` into the folder ``out``.
+
+    ``fitted`` maps method names to fitted feature extractors (pipelines or
+    estimators). Returns the paths written; nothing when matplotlib is missing.
+    """
+    try:
+        import matplotlib
+
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+    except ImportError:
+        log("matplotlib is not installed (pip install 'skksae[examples]'): no figures")
+        return []
+    paths = []
+    n_show = min(100, args.n_components)
+
+    # Filters for several k, trained on centred data like the comparison's model.
+    centre = StandardScaler(with_std=False).fit(X_train)
+    Xc = centre.transform(X_train)
+    fig, axes = plt.subplots(1, len(FILTER_KS), figsize=(4 * len(FILTER_KS), 4.4))
+    for ax, k in zip(axes, FILTER_KS):
+        k = min(k, args.n_components)
+        ae = KSparseAutoencoder(n_components=args.n_components, k=k,
+                                max_iter=args.filter_epochs, tol=0.0, solver="sgd",
+                                learning_rate=args.learning_rate, random_state=args.seed)
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", ConvergenceWarning)
+            ae.fit(Xc)
+        ax.imshow(filter_mosaic(ae.components_, image_shape, n_show), cmap="gray",
+                  interpolation="nearest")
+        ax.set_title(f"k = {k}")
+        ax.set_axis_off()
+        log(f"  filters for k = {k}: {ae.n_dead_units_} dead units")
+    fig.suptitle(f"k-sparse autoencoder filters ({args.filter_epochs} epochs)")
+    fig.tight_layout()
+    paths.append(out / "filters.png")
+    fig.savefig(paths[-1], dpi=100)
+    plt.close(fig)
+
+    # Reconstructions of test images beside the inputs.
+    models = {m: fitted[m] for m in ("ksparse", "dae") if m in fitted}
+    if models:
+        X = X_test[:10]
+        rows = [("input", X)]
+        for name, model in models.items():
+            rows.append((name, _reconstruct(model, X)))
+        fig, axes = plt.subplots(len(rows), 1, figsize=(10, 1.2 * len(rows) + 0.4))
+        axes = np.atleast_1d(axes)
+        for ax, (name, images) in zip(axes, rows):
+            ax.imshow(filter_mosaic(images, image_shape, n_cols=len(X), pad=1), cmap="gray",
+                      interpolation="nearest")
+            ax.set_ylabel(name, rotation=0, ha="right", va="center")
+            ax.set_xticks([])
+            ax.set_yticks([])
+        fig.tight_layout()
+        paths.append(out / "reconstructions.png")
+        fig.savefig(paths[-1], dpi=100)
+        plt.close(fig)
+
+        fig, ax = plt.subplots(figsize=(6, 4))
+        for name, model in models.items():
+            est = _autoencoder(model)
+            ax.plot(np.arange(1, len(est.loss_curve_) + 1), est.loss_curve_, label=name)
+        ax.set_xlabel("epoch")
+        ax.set_ylabel("training loss per sample")
+        ax.set_title("k-sparse: half squared error; denoising: its own loss", fontsize=9)
+        ax.set_yscale("log")
+        ax.legend()
+        fig.tight_layout()
+        paths.append(out / "loss_curves.png")
+        fig.savefig(paths[-1], dpi=100)
+        plt.close(fig)
+    return paths
+
+
+def _autoencoder(model):
+    """The autoencoder inside a pipeline (or the model itself)."""
+    steps = getattr(model, "steps", None)
+    if steps is None:
+        return model
+    return next(est for _, est in steps if hasattr(est, "loss_curve_"))
+
+
+def _reconstruct(model, X):
+    """Input-space reconstruction through the model's autoencoder, undoing the
+    centring step when there is one (the scaling of the codes is not applied)."""
+    steps = getattr(model, "steps", None)
+    if steps is None:
+        return model.inverse_transform(model.transform(X))
+    centre, ae = steps[0][1], _autoencoder(model)
+    R = ae.inverse_transform(ae.transform(centre.transform(X)))
+    return centre.inverse_transform(R)
