@@ -135,3 +135,16 @@ def test_real_mnist_files(monkeypatch, tmp_path):
     assert b.data_train.shape == (60000, 784)
     assert np.bincount(b.target_train).tolist()[:2] == [5923, 6742]
     assert b.target_test[:5].tolist() == [7, 2, 1, 0, 4]
+
+
+@pytest.mark.skipif(
+    not (datasets._DEBIAN_FASHION / "train-images-idx3-ubyte.gz").exists(),
+    reason="apt-get install dataset-fashion-mnist has not been run (CI installs it)",
+)
+def test_fashion_mnist_from_the_debian_package(monkeypatch, tmp_path):
+    monkeypatch.setenv("SCIKIT_LEARN_DATA", str(tmp_path / "cache"))
+    monkeypatch.delenv("SKKSAE_DATA_HOME", raising=False)
+    b = datasets.load_fashion_mnist(download_if_missing=False)
+    assert b.source == str(datasets._DEBIAN_FASHION)
+    assert b.data_train.shape == (60000, 784) and b.data_test.shape == (10000, 784)
+    assert np.bincount(b.target_train).tolist() == [6000] * 10
