@@ -123,13 +123,9 @@ class _BaseAutoencoder(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEs
             hasattr(self, "components_")
             and self.components_.shape[0] == self.n_components
             and self._fitted_tied() == self.tied_weights
-            and set(self._optimizer_state) == self._optimizer_keys()
+            and set(self._optimizer_state)
+            == set(_engine.optimizer_keys(self._params(), self.solver))
         )
-
-    def _optimizer_keys(self):
-        names = ("W", "b", "c") if self.tied_weights else ("W", "b", "c", "D")
-        slots = ("v",) if self.solver == "sgd" else ("m", "v")
-        return {"t"} | {f"{s}_{n}" for s in slots for n in names}
 
     def _epoch(self, engine, params, opt, X, epoch, rng):
         k = self._train_k(epoch)

@@ -23,9 +23,6 @@ from scipy.special import expit
 
 from . import _kernels as K
 
-PARAM_NAMES = ("W", "b", "D", "c")
-
-
 def init_params(rng, n_components, n_features, dtype, tied, init_std):
     """Initial parameters: Gaussian encoder weights (std ``init_std``), zero biases.
 
@@ -41,13 +38,18 @@ def init_params(rng, n_components, n_features, dtype, tied, init_std):
     return params
 
 
-def init_optimizer(params, solver):
-    """Optimizer state: one or two zero arrays per parameter, and a step counter."""
-    state = {"t": 0}
+def optimizer_keys(param_names, solver):
+    """Keys of the optimizer state: the step counter "t" and, per parameter, the
+    velocity "v_<name>" (SGD) or the moments "m_<name>", "v_<name>" (Adam)."""
     slots = ("v",) if solver == "sgd" else ("m", "v")
-    for name, p in params.items():
-        for slot in slots:
-            state[f"{slot}_{name}"] = np.zeros_like(p)
+    return ["t"] + [f"{slot}_{name}" for name in param_names for slot in slots]
+
+
+def init_optimizer(params, solver):
+    """Optimizer state: zero arrays shaped like the parameters, and t = 0."""
+    state = {"t": 0}
+    for key in optimizer_keys(params, solver)[1:]:
+        state[key] = np.zeros_like(params[key.split("_", 1)[1]])
     return state
 
 
