@@ -1,12 +1,17 @@
 """Numba kernels for the autoencoders' hot paths.
 
-Every kernel works on arrays that the calling code allocated itself (C-contiguous,
-writable, float32 or float64), so each kernel compiles to at most two
-specialisations, one per floating dtype, and ``cache=True`` keeps them on disk.
+The engine hands the kernels arrays it allocated itself (C-contiguous, writable,
+float32 or float64), so most kernels compile one specialisation per floating dtype;
+the encoder product also sees the caller's input, which may add a read-only
+specialisation.  ``cache=True`` keeps them all on disk.
+
+Matrix products run on Numba's threads, each calling single-threaded BLAS on a block
+of rows (:func:`gemm`): on a small machine BLAS's own spinning worker threads and
+Numba's would otherwise fight over the cores between every two kernels.
 
 Numba's default ``workqueue`` threading layer aborts the process when two Python
 threads enter a parallel region at once.  Every parallel kernel is therefore called
-through :func:`call`, which holds a module-level lock for the duration of the call.
+through :func:`call` (or :func:`matmul`), which hold a module-level lock.
 """
 
 import os
