@@ -213,18 +213,11 @@ def _keep_best(bv, bi, n, k):
     return wv, wi
 
 
-@njit(cache=True)
-def select_buffer_size(k):
-    """Capacity of the scratch buffers that :func:`_select_row` and
-    :func:`_topk_row` need."""
-    return 4 * k + 64
-
-
 @njit(cache=True, fastmath={"nnan", "nsz", "reassoc"})
 def _block_max_bound(z, bias, k):
     """The smallest of the maxima of k blocks of ``z + bias``: a lower bound on the
     k-th largest entry.  Vectorised (fastmath); with NaN in the row the bound is
-    meaningless but the caller only uses it to admit candidates."""
+    meaningless, which the caller detects by counting what it admits."""
     m = z.shape[0]
     thr = np.inf
     for blk in range(k):
@@ -238,37 +231,18 @@ def _block_max_bound(z, bias, k):
 
 
 @njit(cache=True)
-def _select_row(z, bias, k, bv, bi):
-    """Threshold (value, index) of the k-th best entry of ``z + bias``.
-
-    The k best entries are those ranking at or above the threshold.  A first pass
-    takes the maxima of k blocks: the smallest of them is a lower bound on the k-th
-    largest entry.  A second pass appends the entries that
-    reach that bound to a candidate buffer (branch-free), shrinking the buffer by a
-    quickselect whenever it fills, and a last quickselect picks the k best.
-    ``bv, bi`` are scratch buffers of :func:`select_buffer_size`.  NaN never reaches
-    the bound, so it is only kept when a row has fewer than k other entries.
-    """
-    m = z.shape[0]
-    cap = bv.shape[0]
-    if m <= cap:
-        for j in range(m):
-            bv[j] = z[j] + bias[j]
-            bi[j] = j
-        return _keep_best(bv, bi, m, k)
-    thr = _block_max_bound(z, bias, k)
-    if not thr > -np.inf:  # NaN: admit every entry that compares at all
-        thr = -np.inf
+def _admit(z, bias, guess, cv, ci):
+    """Append, in column order, every entry of ``z + bias`` that reaches ``guess``
+    (every non-NaN entry when ``guess`` is -inf) to ``cv, ci``; return the count.
+    Branch-free: each entry is written, and the count moves on only if it is in."""
     c = 0
-    for j in range(m):
+    g = z.dtype.type(guess)
+    for j in range(z.shape[0]):
         v = z[j] + bias[j]
-        bv[c] = v
-        bi[c] = j
-        c += v >= thr  # a superset of the k best: the exact order is applied below
-        if c == cap:
-            thr, _ = _keep_best(bv, bi, c, k)
-            c = k
-    return _keep_best(bv, bi, c, k)
+        cv[c] = v
+        ci[c] = j
+        c += v >= g
+    return c
 
 
 @njit(cache=True, inline="always")
@@ -296,56 +270,46 @@ def _fill_nan(z, bias, idx_row, val_row, p):
 
 @njit(cache=True)
 def _topk_row(z, bias, k, guess, cv, ci, sv, si, out_i, out_v):
-    """The k best entries of ``z + bias`` (raw values) in column order into
-    ``out_i, out_v``.  Returns the threshold value and the number of candidates that
-    ``guess`` admitted (-1 when the robust path ran).
+    """The k best entries of ``z + bias`` (raw values, ties to the lower column) in
+    column order into ``out_i, out_v``.  Returns the threshold value and how many
+    candidates ``guess`` let in (0 without a guess), to adapt the next guess.
 
-    Fast path: one branch-free pass collects, in column order, every entry that
-    reaches ``guess``; if that is at least k entries (and fits the buffer) it is a
-    superset of the k best, a quickselect on a copy finds the threshold and the kept
-    candidates are written out in order.  Otherwise :func:`_select_row` and a scan of
-    the row do it from scratch, whatever ``guess`` was, so the result never depends
-    on it.  ``cv, ci, sv, si`` are scratch buffers of :func:`select_buffer_size`.
+    One branch-free pass admits every entry that reaches a threshold; if at least k
+    got in, they include the k best, a quickselect on a copy finds the k-th and the
+    kept candidates are written out in order.  The threshold is ``guess`` (adapted
+    from the previous rows) when finite; if that admits fewer than k, the smallest of
+    k block maxima (a lower bound on the k-th largest); if NaN defeats that too,
+    every non-NaN entry, and NaN-valued columns fill the rest.  The result never
+    depends on the guess.  ``cv, ci, sv, si`` hold at least ``len(z)`` entries.
     """
-    m = z.shape[0]
-    cap = cv.shape[0]
     c = 0
     if guess > -np.inf:
-        g = z.dtype.type(guess)
-        for j in range(m):
-            v = z[j] + bias[j]
-            cv[c] = v
-            ci[c] = j
-            c += v >= g
-            if c == cap:
-                break
-    if k <= c < cap:
+        c = _admit(z, bias, guess, cv, ci)
+    admitted_by_guess = c
+    if c < k:
+        bound = _block_max_bound(z, bias, k)
+        c = _admit(z, bias, bound if bound > -np.inf else -np.inf, cv, ci)
+    if c < k:
+        c = _admit(z, bias, -np.inf, cv, ci)
+    if c < k:  # fewer than k non-NaN entries
         for q in range(c):
-            sv[q] = cv[q]
-            si[q] = ci[q]
-        tv, ti = _keep_best(sv, si, c, k)
-        p = 0
-        for q in range(c):
-            v = cv[q]
-            j = ci[q]
-            if v > tv or (v == tv and j <= ti):
-                out_i[p] = j
-                out_v[p] = v
-                p += 1
-        return tv, c
-    tv, ti = _select_row(z, bias, k, sv, si)
+            out_i[q] = ci[q]
+            out_v[q] = cv[q]
+        _fill_nan(z, bias, out_i, out_v, c)
+        return np.nan, admitted_by_guess
+    for q in range(c):
+        sv[q] = cv[q]
+        si[q] = ci[q]
+    tv, ti = _keep_best(sv, si, c, k)
     p = 0
-    for j in range(m):
-        v = z[j] + bias[j]
+    for q in range(c):
+        v = cv[q]
+        j = ci[q]
         if v > tv or (v == tv and j <= ti):
             out_i[p] = j
             out_v[p] = v
             p += 1
-            if p == k:
-                break
-    if p < k:  # only with NaN in the row: fill with NaN-valued columns
-        _fill_nan(z, bias, out_i, out_v, p)
-    return tv, -1
+    return tv, admitted_by_guess
 
 
 @njit(cache=True, inline="always")
@@ -353,7 +317,7 @@ def _next_guess(tv, n_candidates, k, slack):
     """Adapt the admission threshold for the next row of a block (rows of one batch
     have similar k-th values): aim at 1.3 k to 2 k candidates.  Returns the next
     guess and slack."""
-    if n_candidates < 0:
+    if n_candidates < k:  # no guess yet, or it admitted too few: widen
         slack = max(2.0 * slack, 0.25 * abs(tv) + 1e-30)
     elif n_candidates > 2 * k:
         slack *= 0.7
@@ -373,14 +337,13 @@ def topk_rows(Z, bias, k, activation, idx, vals):
     activated values to ``vals`` (n, k).  Ties are broken by the lower column index,
     so the result is deterministic.
     """
-    n = Z.shape[0]
-    n_blocks = min(n, 64)
-    cap = select_buffer_size(k)
+    n, m = Z.shape
+    n_blocks = min(n, 16)
     for blk in prange(n_blocks):
-        cv = np.empty(cap, dtype=Z.dtype)
-        sv = np.empty(cap, dtype=Z.dtype)
-        ci = np.empty(cap, dtype=np.int64)
-        si = np.empty(cap, dtype=np.int64)
+        cv = np.empty(m, dtype=Z.dtype)
+        sv = np.empty(m, dtype=Z.dtype)
+        ci = np.empty(m, dtype=np.int64)
+        si = np.empty(m, dtype=np.int64)
         guess, slack = -np.inf, 0.0
         for i in range(blk * n // n_blocks, (blk + 1) * n // n_blocks):
             tv, n_cand = _topk_row(Z[i], bias, k, guess, cv, ci, sv, si, idx[i], vals[i])
@@ -393,14 +356,13 @@ def topk_rows(Z, bias, k, activation, idx, vals):
 @njit(parallel=True, cache=True)
 def topk_dense_inplace(Z, bias, k, activation):
     """Replace each row of ``Z`` by its activated top-k of ``Z + bias``, zeros elsewhere."""
-    n = Z.shape[0]
-    n_blocks = min(n, 64)
-    cap = select_buffer_size(k)
+    n, m = Z.shape
+    n_blocks = min(n, 16)
     for blk in prange(n_blocks):
-        cv = np.empty(cap, dtype=Z.dtype)
-        sv = np.empty(cap, dtype=Z.dtype)
-        ci = np.empty(cap, dtype=np.int64)
-        si = np.empty(cap, dtype=np.int64)
+        cv = np.empty(m, dtype=Z.dtype)
+        sv = np.empty(m, dtype=Z.dtype)
+        ci = np.empty(m, dtype=np.int64)
+        si = np.empty(m, dtype=np.int64)
         out_i = np.empty(k, dtype=np.int64)
         out_v = np.empty(k, dtype=Z.dtype)
         guess, slack = -np.inf, 0.0
