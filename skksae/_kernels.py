@@ -96,19 +96,20 @@ _N, _T = ord("N"), ord("T")
 
 
 @njit(cache=True)
-def _gemm_block(A, trans_a, B, trans_b, C, beta, lo, hi):
-    """Rows lo:hi of ``C = op(A) @ op(B) + beta * C`` by one BLAS call.
+def _gemm_block(A, trans_a, B, trans_b, C, beta, r0, r1, c0, c1):
+    """Block ``C[r0:r1, c0:c1]`` of ``C = op(A) @ op(B) + beta * C`` by one BLAS call.
 
     Row-major operands are handed to the column-major BLAS as their transposes:
-    ``C.T = op(B).T @ op(A).T``.
+    ``C.T = op(B).T @ op(A).T``; a block of C is a pointer offset with the full row
+    length as leading dimension.
     """
     m = C.shape[1]
     flags = np.empty(2, dtype=np.uint8)
     flags[0] = _T if trans_b else _N
     flags[1] = _T if trans_a else _N
     ints = np.empty(6, dtype=np.int32)
-    ints[0] = m
-    ints[1] = hi - lo
+    ints[0] = c1 - c0
+    ints[1] = r1 - r0
     ints[2] = A.shape[0] if trans_a else A.shape[1]
     ints[3] = B.shape[1]
     ints[4] = A.shape[1]
@@ -116,8 +117,9 @@ def _gemm_block(A, trans_a, B, trans_b, C, beta, lo, hi):
     scalars = np.empty(2, dtype=C.dtype)
     scalars[0] = 1.0
     scalars[1] = beta
-    a_block = A[:, lo:] if trans_a else A[lo:]
-    c_block = C[lo:]
+    a_block = A[:, r0:] if trans_a else A[r0:]
+    b_block = B[c0:] if trans_b else B[:, c0:]
+    c_block = C[r0:, c0:]
     args = (
         flags[0:].ctypes.data,
         flags[1:].ctypes.data,
@@ -125,7 +127,7 @@ def _gemm_block(A, trans_a, B, trans_b, C, beta, lo, hi):
         ints[1:].ctypes.data,
         ints[2:].ctypes.data,
         scalars[0:].ctypes.data,
-        B.ctypes.data,
+        b_block.ctypes.data,
         ints[3:].ctypes.data,
         a_block.ctypes.data,
         ints[4:].ctypes.data,
@@ -143,19 +145,27 @@ def _gemm_block(A, trans_a, B, trans_b, C, beta, lo, hi):
 def gemm(A, trans_a, B, trans_b, C, beta, n_threads):
     """``C = op(A) @ op(B) + beta * C`` for C-contiguous float arrays of one dtype.
 
-    ``op(A)`` is ``A.T`` when ``trans_a`` (likewise B).  The rows of C are split into
-    ``n_threads`` blocks (``numba.get_num_threads()``; read inside a kernel it would
-    keep the kernel from being cached), each computed by a single-threaded BLAS call:
-    use it inside :data:`single_threaded_blas`.
+    ``op(A)`` is ``A.T`` when ``trans_a`` (likewise B).  C is split along its longer
+    side into ``n_threads`` blocks (``numba.get_num_threads()``; read inside a kernel
+    it would keep the kernel from being cached), each computed by a single-threaded
+    BLAS call: use it inside :data:`single_threaded_blas`.  Splitting the columns of a
+    short, wide product (a mini-batch times the weights) lets each thread read only
+    its share of the weights.
     """
     n, m = C.shape
     inner = A.shape[0] if trans_a else A.shape[1]
     if n == 0 or m == 0 or inner == 0:
         C *= beta
         return
-    n_blocks = max(1, min(n_threads, n // 32))
+    by_rows = n >= m
+    n_blocks = max(1, min(n_threads, (n if by_rows else m) // 32))
     for blk in prange(n_blocks):
-        _gemm_block(A, trans_a, B, trans_b, C, beta, blk * n // n_blocks, (blk + 1) * n // n_blocks)
+        if by_rows:
+            _gemm_block(A, trans_a, B, trans_b, C, beta,
+                        blk * n // n_blocks, (blk + 1) * n // n_blocks, 0, m)
+        else:
+            _gemm_block(A, trans_a, B, trans_b, C, beta,
+                        0, n, blk * m // n_blocks, (blk + 1) * m // n_blocks)
 
 
 # Activation codes shared with the Python side.

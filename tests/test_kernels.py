@@ -71,9 +71,10 @@ def test_topk_rows_with_nan_still_return_k_valid_columns():
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
 @pytest.mark.parametrize("trans_a", [False, True])
 @pytest.mark.parametrize("trans_b", [False, True])
-def test_threaded_gemm_matches_numpy(dtype, trans_a, trans_b):
+@pytest.mark.parametrize("n, m", [(130, 70), (70, 130), (3, 2)])  # split rows / columns
+def test_threaded_gemm_matches_numpy(dtype, trans_a, trans_b, n, m):
     rng = np.random.RandomState(0)
-    n, m, inner = 130, 70, 33
+    inner = 33
     A = rng.rand(*((inner, n) if trans_a else (n, inner))).astype(dtype)
     B = rng.rand(*((m, inner) if trans_b else (inner, m))).astype(dtype)
     C = rng.rand(n, m).astype(dtype)
