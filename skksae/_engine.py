@@ -222,11 +222,12 @@ class Engine:
             idx = _buffer(buffers, "idx", (n, k), np.int64)
             vals = _buffer(buffers, "vals", (n, k), dtype)
             K.call(K.topk_rows, Z, b, k, self.activation, idx, vals)
-            K.call(K.decode, idx, vals, D, c, out)
-            total = K.call(K.output_residual, out, X, self.out_activation, self.cross_entropy, scale)
             G = out
             dZ = _buffer(buffers, "dZk", (n, k), dtype)
-            K.call(K.code_grad, idx, vals, G, D, self.activation, dZ)
+            total = K.call(
+                K.sparse_forward_backward, idx, vals, D, c, X, self.activation,
+                self.out_activation, self.cross_entropy, scale, G, dZ,
+            )
             indptr, pos = K.units_index(idx, m)
             K.call(
                 K.unit_grads, indptr, pos, k, vals, G, dZ, Xc, self.tied, grads["W"], gD,

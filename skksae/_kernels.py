@@ -385,47 +385,6 @@ def topk_dense_inplace(Z, bias, k, activation):
                 z[out_i[p]] = _activate(out_v[p], activation)
 
 
-@njit(parallel=True, cache=True)
-def decode(idx, vals, D, c, out):
-    """``out[i] = c + sum_j vals[i, j] * D[idx[i, j]]``: O(n k d), not O(n m d)."""
-    n, k = idx.shape
-    d = D.shape[1]
-    for i in prange(n):
-        o = out[i]
-        for f in range(d):
-            o[f] = c[f]
-        for j in range(k):
-            a = vals[i, j]
-            if a != 0:
-                r = D[idx[i, j]]
-                for f in range(d):
-                    o[f] += a * r[f]
-
-
-@njit(parallel=True, cache=True, fastmath={"reassoc"})
-def code_grad(idx, vals, G, D, activation, out):
-    """Gradient of the loss with respect to the pre-activations of the kept units.
-
-    ``out[i, j] = (G[i] . D[idx[i, j]]) * act'(vals[i, j])``.
-    """
-    n, k = idx.shape
-    d = D.shape[1]
-    for i in prange(n):
-        g = G[i]
-        for j in range(k):
-            r = D[idx[i, j]]
-            s = out.dtype.type(0)  # accumulate in the data's precision, vectorised
-            for f in range(d):
-                s += g[f] * r[f]
-            h = vals[i, j]
-            if activation == RELU:
-                if h <= 0:
-                    s = 0.0
-            elif activation == SIGMOID:
-                s *= h * (1.0 - h)
-            out[i, j] = s
-
-
 @njit(cache=True)
 def units_index(idx, n_units):
     """Group the kept entries by unit (a CSC view of the code): for unit u, the flat
@@ -528,31 +487,76 @@ def unit_grads(indptr, pos, k, vals, G, dZ, X, tied, gW, gD, gb):
         gb[u] = s
 
 
-@njit(parallel=True, cache=True)
-def output_residual(out, X, activation, cross_entropy, scale):
-    """Apply the output activation to ``out`` in place, then overwrite it with the
-    gradient of the summed loss times ``scale`` with respect to the output
-    pre-activation.  Returns the summed loss over all entries.
+@njit(cache=True, inline="always")
+def _residual_row(o, x, activation, cross_entropy, scale):
+    """Apply the output activation to the row ``o`` in place, then overwrite it with
+    the gradient of the row's loss times ``scale`` with respect to the output
+    pre-activation; return the row's loss.
 
     For a linear output with squared error (loss 0.5 * (o - x)**2) and a sigmoid
     output with cross-entropy the gradient is ``o - x`` in both cases.
     """
-    n, d = out.shape
+    s = 0.0
+    for f in range(o.shape[0]):
+        v = _activate(o[f], activation)
+        t = x[f]
+        if cross_entropy:
+            # log-sum-exp form of -t*log(sig(a)) - (1-t)*log(1-sig(a)), stable for any a
+            a = o[f]
+            s += max(a, 0.0) - a * t + np.log1p(np.exp(-abs(a)))
+        else:
+            r = v - t
+            s += 0.5 * r * r
+        o[f] = (v - t) * scale
+    return s
+
+
+@njit(parallel=True, cache=True)
+def output_residual(out, X, activation, cross_entropy, scale):
+    """:func:`_residual_row` for every row of a dense decoder output; returns the
+    summed loss."""
+    n = out.shape[0]
     total = np.zeros(n)
     for i in prange(n):
-        s = 0.0
-        o = out[i]
-        x = X[i]
+        total[i] = _residual_row(out[i], X[i], activation, cross_entropy, scale)
+    return total.sum()
+
+
+@njit(parallel=True, cache=True, fastmath={"reassoc"})
+def sparse_forward_backward(idx, vals, D, c, X, activation, out_activation, cross_entropy,
+                            scale, G, dZ):
+    """Decoder, loss and code gradient of a top-k batch, one row at a time while the
+    row is in cache; O(n k d), not O(n m d).  Returns the summed loss.
+
+    ``G[i] = out'(c + sum_j vals[i, j] D[idx[i, j]]) - X[i]`` (times ``scale``) and
+    ``dZ[i, j] = (G[i] . D[idx[i, j]]) * act'(vals[i, j])``.  Only re-association is
+    allowed to the compiler (to vectorise the dot products); NaN and inf keep their
+    meaning, so a diverging run is still caught by its loss.
+    """
+    n, k = idx.shape
+    d = D.shape[1]
+    total = np.zeros(n)
+    for i in prange(n):
+        o = G[i]
         for f in range(d):
-            v = _activate(o[f], activation)
-            t = x[f]
-            if cross_entropy:
-                # log-sum-exp form of -t*log(sig(a)) - (1-t)*log(1-sig(a)), stable for any a
-                a = o[f]
-                s += max(a, 0.0) - a * t + np.log1p(np.exp(-abs(a)))
-            else:
-                r = v - t
-                s += 0.5 * r * r
-            o[f] = (v - t) * scale
-        total[i] = s
+            o[f] = c[f]
+        for j in range(k):
+            a = vals[i, j]
+            if a != 0:
+                r = D[idx[i, j]]
+                for f in range(d):
+                    o[f] += a * r[f]
+        total[i] = _residual_row(o, X[i], out_activation, cross_entropy, scale)
+        for j in range(k):
+            r = D[idx[i, j]]
+            s = dZ.dtype.type(0)  # accumulate in the data's precision, vectorised
+            for f in range(d):
+                s += o[f] * r[f]
+            h = vals[i, j]
+            if activation == RELU:
+                if h <= 0:
+                    s = 0.0
+            elif activation == SIGMOID:
+                s *= h * (1.0 - h)
+            dZ[i, j] = s
     return total.sum()
