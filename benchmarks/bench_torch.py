@@ -53,7 +53,7 @@ def main():
     c = torch.nn.Parameter(torch.zeros(d))
     opt = torch.optim.SGD([W, b, c], lr=0.01, momentum=0.9)
     perm = torch.from_numpy(rng.permutation(n))
-    torch_epoch(torch, Xt[:2048], W, b, c, opt, k, batch, perm[:2048])  # warm up
+    torch_epoch(torch, Xt[:2048], W, b, c, opt, k, batch, torch.arange(2048))  # warm up
     t_torch = []
     for _ in range(args.repeat):
         t0 = time.perf_counter()
