@@ -150,8 +150,8 @@ class Engine:
             shape=(n, m),
         )
 
-    def decode(self, params, H):
-        """Reconstruction from codes H (dense ndarray or sparse matrix)."""
+    def _decoder_input(self, params, H):
+        """Decoder pre-activation ``H D + c`` for codes H (dense or sparse)."""
         D = params["W"] if self.tied else params["D"]
         if sp.issparse(H):
             out = np.asarray(H @ D, dtype=D.dtype)
@@ -160,22 +160,27 @@ class Engine:
             with K.single_threaded_blas:
                 K.matmul(np.ascontiguousarray(H, dtype=D.dtype), False, D, False, out)
         out += params["c"]
-        return _activate_dense(out, self.out_activation)
+        return out
+
+    def decode(self, params, H):
+        """Reconstruction from codes H (dense ndarray or sparse matrix)."""
+        return _activate_dense(self._decoder_input(params, H), self.out_activation)
 
     def loss(self, params, X, k, chunk_size=4096):
-        """Mean per-sample loss of the clean reconstruction of X, chunk by chunk (a
-        sparse X is densified one chunk at a time)."""
+        """Mean per-sample loss of the clean reconstruction of X, computed as in
+        training, chunk by chunk (a sparse X is densified one chunk at a time)."""
         total = 0.0
+        dtype = params["W"].dtype
         for start in range(0, X.shape[0], chunk_size):
-            Xc = X[start : start + chunk_size]
-            R = self.decode(params, self.encode(params, Xc, k, sparse_output=k is not None))
-            Xd = Xc.toarray() if sp.issparse(Xc) else Xc
-            if self.cross_entropy:
-                eps = np.finfo(R.dtype).eps
-                R = np.clip(R, eps, 1 - eps)
-                total -= float((Xd * np.log(R) + (1 - Xd) * np.log1p(-R)).sum())
-            else:
-                total += 0.5 * float(((R - Xd) ** 2).sum())
+            chunk = X[start : start + chunk_size]
+            A = self._decoder_input(
+                params, self.encode(params, chunk, k, sparse_output=k is not None)
+            )
+            target = chunk.toarray() if sp.issparse(chunk) else chunk
+            target = np.ascontiguousarray(target, dtype=dtype)
+            total += K.call(
+                K.output_residual, A, target, self.out_activation, self.cross_entropy, 1.0
+            )
         return total / X.shape[0]
 
     # ----------------------------------------------------------------- backward

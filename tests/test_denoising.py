@@ -109,3 +109,13 @@ def test_two_layer_stack_with_sparse_codes_between_layers(digits):
     assert pipe[1].components_.dtype == np.float32
     assert pipe[1].n_features_in_ == 128
     assert pipe.score(Xte, yte) > 0.8
+
+
+def test_cross_entropy_score_is_minus_the_mean_cross_entropy(digits):
+    X, _ = digits
+    X = X.astype(np.float64)
+    dae = DenoisingAutoencoder(n_components=16, max_iter=3, loss="cross_entropy",
+                               random_state=0).fit(X)
+    R = dae.inverse_transform(dae.transform(X))
+    ce = -(X * np.log(R) + (1 - X) * np.log(1 - R)).sum(axis=1).mean()
+    assert dae.score(X) == pytest.approx(-ce, rel=1e-9)
