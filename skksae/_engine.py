@@ -116,8 +116,13 @@ class Engine:
         if k is not None and k >= m:
             k = None
         if not sparse_output:
+            H = np.empty((n, m), dtype=W.dtype)
             with K.single_threaded_blas:
-                H = _encoder_product(X, W, np.empty((n, m), dtype=W.dtype))
+                if k is not None and not sp.issparse(X):
+                    Xd = np.ascontiguousarray(X, dtype=W.dtype)
+                    K.call(K.encode_topk_dense, Xd, W, b, k, self.activation, H, 512)
+                    return H
+                H = _encoder_product(X, W, H)
                 if k is None:
                     H += b
                     return _activate_dense(H, self.activation)

@@ -363,6 +363,19 @@ def topk_rows(Z, bias, k, activation, idx, vals):
                     vals[i, p] = _activate(vals[i, p], activation)
 
 
+@njit(cache=True)
+def _topk_dense_rows(Z, bias, k, activation, lo, hi, cv, ci, sv, si, out_i, out_v):
+    """Rows lo:hi of Z become their activated top-k of ``Z + bias``, zeros elsewhere."""
+    guess, slack = -np.inf, 0.0
+    for i in range(lo, hi):
+        z = Z[i]
+        tv, n_cand = _topk_row(z, bias, k, guess, cv, ci, sv, si, out_i, out_v)
+        guess, slack = _next_guess(tv, n_cand, k, slack)
+        z[:] = 0
+        for p in range(k):
+            z[out_i[p]] = _activate(out_v[p], activation)
+
+
 @njit(parallel=True, cache=True)
 def topk_dense_inplace(Z, bias, k, activation):
     """Replace each row of ``Z`` by its activated top-k of ``Z + bias``, zeros elsewhere."""
@@ -375,14 +388,32 @@ def topk_dense_inplace(Z, bias, k, activation):
         si = np.empty(m, dtype=np.int64)
         out_i = np.empty(k, dtype=np.int64)
         out_v = np.empty(k, dtype=Z.dtype)
-        guess, slack = -np.inf, 0.0
-        for i in range(blk * n // n_blocks, (blk + 1) * n // n_blocks):
-            z = Z[i]
-            tv, n_cand = _topk_row(z, bias, k, guess, cv, ci, sv, si, out_i, out_v)
-            guess, slack = _next_guess(tv, n_cand, k, slack)
-            z[:] = 0
-            for p in range(k):
-                z[out_i[p]] = _activate(out_v[p], activation)
+        _topk_dense_rows(Z, bias, k, activation, blk * n // n_blocks,
+                         (blk + 1) * n // n_blocks, cv, ci, sv, si, out_i, out_v)
+
+
+@njit(parallel=True, cache=True)
+def encode_topk_dense(X, W, bias, k, activation, H, chunk):
+    """``H`` = the activated top-k of ``X @ W.T + bias`` per row, zeros elsewhere.
+
+    Chunks of ``chunk`` rows are spread over Numba's threads; each is one
+    single-threaded BLAS product followed by the selection while the chunk is still
+    in cache (use inside :data:`single_threaded_blas`), so the dense pre-activations
+    never make a second trip through memory.
+    """
+    n, m = H.shape
+    n_chunks = (n + chunk - 1) // chunk
+    for ch in prange(n_chunks):
+        lo = ch * chunk
+        hi = min(n, lo + chunk)
+        _gemm_block(X, False, W, True, H, 0.0, lo, hi, 0, m)
+        cv = np.empty(m, dtype=H.dtype)
+        sv = np.empty(m, dtype=H.dtype)
+        ci = np.empty(m, dtype=np.int64)
+        si = np.empty(m, dtype=np.int64)
+        out_i = np.empty(k, dtype=np.int64)
+        out_v = np.empty(k, dtype=H.dtype)
+        _topk_dense_rows(H, bias, k, activation, lo, hi, cv, ci, sv, si, out_i, out_v)
 
 
 @njit(cache=True)

@@ -217,3 +217,20 @@ def test_optimizer_step_matches_the_textbook_update(solver, tied, k):
     assert opt["t"] == t
     for name in params:
         np.testing.assert_allclose(params[name], expected[name], rtol=1e-12, atol=1e-14)
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("n", [1, 37, 700])  # one chunk, a partial chunk, several chunks
+def test_fused_encoder_top_k_matches_product_then_selection(dtype, n):
+    rng = np.random.RandomState(n)
+    X = rng.rand(n, 20).astype(dtype)
+    W = rng.randn(50, 20).astype(dtype)
+    bias = rng.randn(50).astype(dtype)
+    H = np.empty((n, 50), dtype=dtype)
+    with _kernels.single_threaded_blas:
+        _kernels.encode_topk_dense(X, W, bias, 6, _kernels.RELU, H, 256)
+    Z = X.astype(np.float64) @ W.T.astype(np.float64) + bias
+    expected = np.zeros_like(Z)
+    top = _reference_topk(Z, 6)
+    np.put_along_axis(expected, top, np.maximum(np.take_along_axis(Z, top, axis=1), 0), axis=1)
+    np.testing.assert_allclose(H, expected, rtol=1e-4, atol=1e-5)

@@ -41,7 +41,8 @@ def test_sparse_output_equals_dense(digits):
     ae.set_params(sparse_output=True)
     S = ae.transform(X)
     assert sp.issparse(S) and S.format == "csr" and S.has_canonical_format
-    np.testing.assert_array_equal(S.toarray(), dense)
+    # the two paths block the encoder product differently: equal up to float32 rounding
+    np.testing.assert_allclose(S.toarray(), dense, rtol=1e-5, atol=1e-6)
     np.testing.assert_allclose(
         ae.inverse_transform(S), ae.inverse_transform(dense), rtol=1e-4, atol=1e-6
     )
