@@ -339,6 +339,15 @@ def _next_guess(tv, n_candidates, k, slack):
     return guess, slack
 
 
+@njit(cache=True)
+def _selection_buffers(m, k, like):
+    """Scratch space for :func:`_topk_row` on rows of length m (dtype of ``like``):
+    candidate values and columns, their quickselect copies, and a (k,) output."""
+    return (np.empty(m, dtype=like.dtype), np.empty(m, dtype=np.int64),
+            np.empty(m, dtype=like.dtype), np.empty(m, dtype=np.int64),
+            np.empty(k, dtype=np.int64), np.empty(k, dtype=like.dtype))
+
+
 @njit(parallel=True, cache=True)
 def topk_rows(Z, bias, k, activation, idx, vals):
     """Per row of ``Z + bias`` keep the k largest entries.
@@ -350,10 +359,7 @@ def topk_rows(Z, bias, k, activation, idx, vals):
     n, m = Z.shape
     n_blocks = min(n, 16)
     for blk in prange(n_blocks):
-        cv = np.empty(m, dtype=Z.dtype)
-        sv = np.empty(m, dtype=Z.dtype)
-        ci = np.empty(m, dtype=np.int64)
-        si = np.empty(m, dtype=np.int64)
+        cv, ci, sv, si, _, _ = _selection_buffers(m, k, Z)
         guess, slack = -np.inf, 0.0
         for i in range(blk * n // n_blocks, (blk + 1) * n // n_blocks):
             tv, n_cand = _topk_row(Z[i], bias, k, guess, cv, ci, sv, si, idx[i], vals[i])
@@ -382,12 +388,7 @@ def topk_dense_inplace(Z, bias, k, activation):
     n, m = Z.shape
     n_blocks = min(n, 16)
     for blk in prange(n_blocks):
-        cv = np.empty(m, dtype=Z.dtype)
-        sv = np.empty(m, dtype=Z.dtype)
-        ci = np.empty(m, dtype=np.int64)
-        si = np.empty(m, dtype=np.int64)
-        out_i = np.empty(k, dtype=np.int64)
-        out_v = np.empty(k, dtype=Z.dtype)
+        cv, ci, sv, si, out_i, out_v = _selection_buffers(m, k, Z)
         _topk_dense_rows(Z, bias, k, activation, blk * n // n_blocks,
                          (blk + 1) * n // n_blocks, cv, ci, sv, si, out_i, out_v)
 
@@ -407,12 +408,7 @@ def encode_topk_dense(X, W, bias, k, activation, H, chunk):
         lo = ch * chunk
         hi = min(n, lo + chunk)
         _gemm_block(X, False, W, True, H, 0.0, lo, hi, 0, m)
-        cv = np.empty(m, dtype=H.dtype)
-        sv = np.empty(m, dtype=H.dtype)
-        ci = np.empty(m, dtype=np.int64)
-        si = np.empty(m, dtype=np.int64)
-        out_i = np.empty(k, dtype=np.int64)
-        out_v = np.empty(k, dtype=H.dtype)
+        cv, ci, sv, si, out_i, out_v = _selection_buffers(m, k, H)
         _topk_dense_rows(H, bias, k, activation, lo, hi, cv, ci, sv, si, out_i, out_v)
 
 
