@@ -132,7 +132,7 @@ def _fetch_openml(openml_name, data_home):
 
 
 def _load(name, openml_name, extra_places, data_home, download_if_missing, return_X_y,
-          description):
+          description, install_hint=""):
     places = []
     if data_home is not None:
         places.append(("data_home argument", Path(data_home)))
@@ -147,29 +147,21 @@ def _load(name, openml_name, extra_places, data_home, download_if_missing, retur
             data, source = _load_files(files, name), str(files["X_train"].parent)
             break
     if data is None:
+        looked = "\n".join(f"  - {label}: {folder} (and {folder / name})"
+                           for label, folder in places) or "  (no folder given)"
+        how = (f"Put the four IDX files ({', '.join(_FILES.values())}, .gz or raw) in a "
+               f"folder and pass it as data_home or set SKKSAE_DATA_HOME{install_hint}")
         if not download_if_missing:
-            looked = "\n".join(f"  - {label}: {folder} (and {folder / name})"
-                               for label, folder in places) or "  (no folder given)"
             raise FileNotFoundError(
-                f"{name} was not found. Looked in:\n{looked}\n"
-                f"Put the four IDX files ({', '.join(_FILES.values())}, .gz or raw) in a "
-                "folder and pass it as data_home or set SKKSAE_DATA_HOME"
-                + (", or run 'apt-get install dataset-fashion-mnist'"
-                   if name == "fashion-mnist" else "")
-                + ", or allow a download with download_if_missing=True."
+                f"{name} was not found. Looked in:\n{looked}\n{how}, or allow a download "
+                "with download_if_missing=True."
             )
         try:
             data = _fetch_openml(openml_name, None if data_home is None else str(data_home))
         except Exception as exc:
-            looked = "\n".join(f"  - {label}: {folder}" for label, folder in places)
             raise FileNotFoundError(
                 f"{name} was not found locally and the download from OpenML failed "
-                f"({type(exc).__name__}: {exc}). Looked in:\n{looked or '  (no folder)'}\n"
-                "Put the four IDX files in a folder and pass it as data_home or set "
-                "SKKSAE_DATA_HOME"
-                + (", or run 'apt-get install dataset-fashion-mnist'"
-                   if name == "fashion-mnist" else "")
-                + "."
+                f"({type(exc).__name__}: {exc}). Looked in:\n{looked}\n{how}."
             ) from exc
         source = f"OpenML '{openml_name}'"
     if return_X_y:
@@ -267,7 +259,8 @@ def load_fashion_mnist(data_home=None, *, return_X_y=False, download_if_missing=
     return _load("fashion-mnist", "Fashion-MNIST",
                  [("Debian package dataset-fashion-mnist", _DEBIAN_FASHION)], data_home,
                  download_if_missing, return_X_y,
-                 "Fashion-MNIST clothing images (Xiao, Rasul and Vollgraf, 2017).")
+                 "Fashion-MNIST clothing images (Xiao, Rasul and Vollgraf, 2017).",
+                 install_hint=", or run 'apt-get install dataset-fashion-mnist'")
 
 
 load_mnist.__doc__ = load_mnist.__doc__.replace("{returns}", _DOC_RETURNS.strip("\n") + "\n")
