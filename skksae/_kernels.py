@@ -20,6 +20,7 @@ import threading
 import numpy as np
 from llvmlite import binding as llvm_binding
 from numba import get_num_threads, njit, prange, types  # noqa: F401
+from numba.cpython.unsafe.numbers import trailing_zeros
 from numba.extending import get_cython_function_address
 from threadpoolctl import ThreadpoolController
 
@@ -241,17 +242,33 @@ def _block_max_bound(z, bias, k):
 
 
 @njit(cache=True)
-def _admit(z, bias, guess, cv, ci):
+def _flag_admitted(z, bias, g, flags):
+    """``flags[j] = z[j] + bias[j] >= g``: one vectorised pass (NaN never reaches g)."""
+    for j in range(z.shape[0]):
+        flags[j] = (z[j] + bias[j]) >= g
+
+
+@njit(cache=True)
+def _admit(z, bias, guess, flags, cv, ci):
     """Append, in column order, every entry of ``z + bias`` that reaches ``guess``
     (every non-NaN entry when ``guess`` is -inf) to ``cv, ci``; return the count.
-    Branch-free: each entry is written, and the count moves on only if it is in."""
+
+    A vectorised pass flags the entries as bytes (``flags`` is zero past ``len(z)``
+    and a multiple of 8 long); the flags are then read eight at a time, and the
+    set bytes of each word are visited by their trailing-zero counts, so the few
+    admitted entries cost a handful of instructions each and the rest almost none.
+    """
+    _flag_admitted(z, bias, z.dtype.type(guess), flags)
+    words = flags.view(np.uint64)
     c = 0
-    g = z.dtype.type(guess)
-    for j in range(z.shape[0]):
-        v = z[j] + bias[j]
-        cv[c] = v
-        ci[c] = j
-        c += v >= g
+    for w in range(words.shape[0]):
+        x = words[w]
+        while x != 0:
+            j = w * 8 + (trailing_zeros(x) >> 3)
+            cv[c] = z[j] + bias[j]
+            ci[c] = j
+            c += 1
+            x &= x - np.uint64(1)
     return c
 
 
@@ -279,7 +296,7 @@ def _fill_nan(z, bias, idx_row, val_row, p):
 
 
 @njit(cache=True)
-def _topk_row(z, bias, k, guess, cv, ci, sv, si, out_i, out_v):
+def _topk_row(z, bias, k, guess, flags, cv, ci, sv, si, out_i, out_v):
     """The k best entries of ``z + bias`` (raw values, ties to the lower column) in
     column order into ``out_i, out_v``.  Returns the threshold value and how many
     candidates ``guess`` let in (0 without a guess), to adapt the next guess.
@@ -290,17 +307,18 @@ def _topk_row(z, bias, k, guess, cv, ci, sv, si, out_i, out_v):
     from the previous rows) when finite; if that admits fewer than k, the smallest of
     k block maxima (a lower bound on the k-th largest); if NaN defeats that too,
     every non-NaN entry, and NaN-valued columns fill the rest.  The result never
-    depends on the guess.  ``cv, ci, sv, si`` hold at least ``len(z)`` entries.
+    depends on the guess.  ``cv, ci, sv, si`` hold at least ``len(z)`` entries;
+    ``flags`` comes from :func:`_selection_buffers`.
     """
     c = 0
     if guess > -np.inf:
-        c = _admit(z, bias, guess, cv, ci)
+        c = _admit(z, bias, guess, flags, cv, ci)
     admitted_by_guess = c
     if c < k:
         bound = _block_max_bound(z, bias, k)
-        c = _admit(z, bias, bound if bound > -np.inf else -np.inf, cv, ci)
+        c = _admit(z, bias, bound if bound > -np.inf else -np.inf, flags, cv, ci)
     if c < k:
-        c = _admit(z, bias, -np.inf, cv, ci)
+        c = _admit(z, bias, -np.inf, flags, cv, ci)
     if c < k:  # fewer than k non-NaN entries
         for q in range(c):
             out_i[q] = ci[q]
@@ -342,8 +360,10 @@ def _next_guess(tv, n_candidates, k, slack):
 @njit(cache=True)
 def _selection_buffers(m, k, like):
     """Scratch space for :func:`_topk_row` on rows of length m (dtype of ``like``):
-    candidate values and columns, their quickselect copies, and a (k,) output."""
-    return (np.empty(m, dtype=like.dtype), np.empty(m, dtype=np.int64),
+    admission flags (zeroed, padded to whole 8-byte words), candidate values and
+    columns, their quickselect copies, and a (k,) output."""
+    flags = np.zeros(8 * ((m + 7) // 8), dtype=np.uint8)
+    return (flags, np.empty(m, dtype=like.dtype), np.empty(m, dtype=np.int64),
             np.empty(m, dtype=like.dtype), np.empty(m, dtype=np.int64),
             np.empty(k, dtype=np.int64), np.empty(k, dtype=like.dtype))
 
@@ -359,10 +379,11 @@ def topk_rows(Z, bias, k, activation, idx, vals):
     n, m = Z.shape
     n_blocks = min(n, 16)
     for blk in prange(n_blocks):
-        cv, ci, sv, si, _, _ = _selection_buffers(m, k, Z)
+        flags, cv, ci, sv, si, _, _ = _selection_buffers(m, k, Z)
         guess, slack = -np.inf, 0.0
         for i in range(blk * n // n_blocks, (blk + 1) * n // n_blocks):
-            tv, n_cand = _topk_row(Z[i], bias, k, guess, cv, ci, sv, si, idx[i], vals[i])
+            tv, n_cand = _topk_row(Z[i], bias, k, guess, flags, cv, ci, sv, si, idx[i],
+                                   vals[i])
             guess, slack = _next_guess(tv, n_cand, k, slack)
             if activation != LINEAR:
                 for p in range(k):
@@ -370,12 +391,12 @@ def topk_rows(Z, bias, k, activation, idx, vals):
 
 
 @njit(cache=True)
-def _topk_dense_rows(Z, bias, k, activation, lo, hi, cv, ci, sv, si, out_i, out_v):
+def _topk_dense_rows(Z, bias, k, activation, lo, hi, flags, cv, ci, sv, si, out_i, out_v):
     """Rows lo:hi of Z become their activated top-k of ``Z + bias``, zeros elsewhere."""
     guess, slack = -np.inf, 0.0
     for i in range(lo, hi):
         z = Z[i]
-        tv, n_cand = _topk_row(z, bias, k, guess, cv, ci, sv, si, out_i, out_v)
+        tv, n_cand = _topk_row(z, bias, k, guess, flags, cv, ci, sv, si, out_i, out_v)
         guess, slack = _next_guess(tv, n_cand, k, slack)
         z[:] = 0
         for p in range(k):
@@ -388,9 +409,9 @@ def topk_dense_inplace(Z, bias, k, activation):
     n, m = Z.shape
     n_blocks = min(n, 16)
     for blk in prange(n_blocks):
-        cv, ci, sv, si, out_i, out_v = _selection_buffers(m, k, Z)
+        buffers = _selection_buffers(m, k, Z)
         _topk_dense_rows(Z, bias, k, activation, blk * n // n_blocks,
-                         (blk + 1) * n // n_blocks, cv, ci, sv, si, out_i, out_v)
+                         (blk + 1) * n // n_blocks, *buffers)
 
 
 @njit(parallel=True, cache=True)
@@ -408,8 +429,8 @@ def encode_topk_dense(X, W, bias, k, activation, H, chunk):
         lo = ch * chunk
         hi = min(n, lo + chunk)
         _gemm_block(X, False, W, True, H, 0.0, lo, hi, 0, m)
-        cv, ci, sv, si, out_i, out_v = _selection_buffers(m, k, H)
-        _topk_dense_rows(H, bias, k, activation, lo, hi, cv, ci, sv, si, out_i, out_v)
+        buffers = _selection_buffers(m, k, H)
+        _topk_dense_rows(H, bias, k, activation, lo, hi, *buffers)
 
 
 @njit(cache=True)
