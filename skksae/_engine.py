@@ -226,45 +226,65 @@ class Engine:
                 dZ *= act_grad
             # with tied weights the encoder gradient adds to the decoder's
             K.matmul(dZ, True, Xc, False, grads["W"], 1.0 if self.tied else 0.0)
-            grads["b"][:] = dZ.sum(axis=0)
+            K.call(K.column_sums, dZ, grads["b"])
             counts = np.count_nonzero(H, axis=0)
         else:
             idx = _buffer(buffers, "idx", (n, k), np.int64)
             vals = _buffer(buffers, "vals", (n, k), dtype)
-            K.call(K.topk_rows, Z, b, k, self.activation, idx, vals)
             G = out
-            dZ = _buffer(buffers, "dZk", (n, k), dtype)
             total = K.call(
-                K.sparse_forward_backward, idx, vals, D, c, X, self.activation,
-                self.out_activation, self.cross_entropy, scale, G, dZ,
+                K.topk_decode_residual, Z, b, k, self.activation, idx, vals, D, c, X,
+                self.out_activation, self.cross_entropy, scale, G,
             )
             indptr, pos = K.units_index(idx, m)
+            counts = np.empty(m, dtype=np.int64)
+            # the weights' optimizer step is fused into the per-unit kernel
+            solver, rate, beta1 = (0, 0.0, 0.0) if opt is None else self._tick(opt)
+            sW1, sW2 = self._slots(opt, "W", W)
+            sD1, sD2 = self._slots(opt, "D", D)
             K.call(
-                K.unit_grads, indptr, pos, k, vals, G, dZ, Xc, self.tied, grads["W"], gD,
-                grads["b"],
+                K.unit_backward, indptr, pos, k, vals, G, Xc, D, self.activation, self.tied,
+                grads["W"], gD, grads["b"], counts, solver, W, sW1, sW2, sD1, sD2, rate, beta1,
+                self.beta_2, self.epsilon,
             )
-            counts = np.bincount(idx[vals != 0], minlength=m)
-        grads["c"][:] = G.sum(axis=0)
+        K.call(K.column_sums, G, grads["c"])
         if opt is not None:
-            self._step(params, grads, opt)
+            if k is None:
+                self._step(params, grads, opt)
+            else:  # the weights took their step in unit_backward
+                self._update(params, grads, opt, ("b", "c"), solver, rate, beta1)
         return total * scale, counts
 
     # ---------------------------------------------------------------- optimizer
     def _step(self, params, grads, opt):
         """One optimizer step on every parameter (SGD with momentum, or Adam with the
         bias corrections folded into the step size)."""
+        self._update(params, grads, opt, params, *self._tick(opt))
+
+    def _tick(self, opt):
+        """Advance the step counter; return the kernels' (solver code, step size,
+        first decay) for this step."""
         opt["t"] += 1
         t = opt["t"]
         if self.solver == "sgd":
-            solver, rate, beta1 = K.SGD, self.learning_rate, self.momentum
-        else:
-            solver, beta1 = K.ADAM, self.beta_1
-            rate = self.learning_rate * np.sqrt(1 - self.beta_2**t) / (1 - self.beta_1**t)
-        for name, p in params.items():
-            if self.solver == "sgd":
-                s1 = s2 = opt[f"v_{name}"]  # the second slot is not read
-            else:
-                s1, s2 = opt[f"m_{name}"], opt[f"v_{name}"]
+            return K.SGD, self.learning_rate, self.momentum
+        rate = self.learning_rate * np.sqrt(1 - self.beta_2**t) / (1 - self.beta_1**t)
+        return K.ADAM, rate, self.beta_1
+
+    def _slots(self, opt, name, like):
+        """The optimizer state arrays of one parameter (``like`` stands in when there
+        is no state: no step, or no such parameter)."""
+        if opt is None or f"v_{name}" not in opt:
+            return like, like
+        if self.solver == "sgd":
+            return opt[f"v_{name}"], opt[f"v_{name}"]  # the second slot is not read
+        return opt[f"m_{name}"], opt[f"v_{name}"]
+
+    def _update(self, params, grads, opt, names, solver, rate, beta1):
+        """The optimizer step of the named parameters."""
+        for name in names:
+            p = params[name]
+            s1, s2 = self._slots(opt, name, p)
             K.call(
                 K.optimizer_update, solver, p.reshape(-1), s1.reshape(-1), s2.reshape(-1),
                 grads[name].reshape(-1), rate, beta1, self.beta_2, self.epsilon,
@@ -285,11 +305,16 @@ class Engine:
         counts = np.zeros(params["W"].shape[0], dtype=np.int64)
         total = 0.0
         dtype = params["W"].dtype
+        # rows of a C-ordered array of the parameters' dtype are gathered by a kernel
+        direct = (not sp.issparse(X) and X.dtype == dtype and X.flags.c_contiguous)
         with K.single_threaded_blas:
             for start in range(0, n, batch_size):
                 rows = order[start : start + batch_size]
                 if sp.issparse(X):
                     Xb = np.asarray(X[rows].toarray(), dtype=dtype, order="C")
+                elif direct:
+                    Xb = _buffer(buffers, "X", (rows.shape[0], X.shape[1]), dtype)
+                    K.call(K.gather_rows, np.asarray(X), rows, Xb)
                 else:
                     Xb = np.asarray(np.take(X, rows, axis=0), dtype=dtype, order="C")
                 Xc = self.corrupt(Xb, rng) if self.corrupt is not None else Xb

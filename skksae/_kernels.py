@@ -273,11 +273,13 @@ def _admit(z, bias, guess, flags, cv, ci):
 
 
 @njit(cache=True, inline="always")
-def _activate(v, activation):
+def _activate(v, activation, one):
+    """The activation of ``v``; ``one`` is 1 in the data's precision (a float64
+    constant would promote a float32 computation)."""
     if activation == RELU:
         return v if v > 0 else v * 0
     if activation == SIGMOID:
-        return 1.0 / (1.0 + np.exp(-v))
+        return one / (one + np.exp(-v))
     return v
 
 
@@ -368,6 +370,20 @@ def _selection_buffers(m, k, like):
             np.empty(k, dtype=np.int64), np.empty(k, dtype=like.dtype))
 
 
+@njit(cache=True)
+def _topk_block(Z, bias, k, activation, lo, hi, idx, vals):
+    """:func:`_topk_row` for rows lo:hi, the guess carried from row to row."""
+    flags, cv, ci, sv, si, _, _ = _selection_buffers(Z.shape[1], k, Z)
+    one = vals.dtype.type(1)
+    guess, slack = -np.inf, 0.0
+    for i in range(lo, hi):
+        tv, n_cand = _topk_row(Z[i], bias, k, guess, flags, cv, ci, sv, si, idx[i], vals[i])
+        guess, slack = _next_guess(tv, n_cand, k, slack)
+        if activation != LINEAR:
+            for p in range(k):
+                vals[i, p] = _activate(vals[i, p], activation, one)
+
+
 @njit(parallel=True, cache=True)
 def topk_rows(Z, bias, k, activation, idx, vals):
     """Per row of ``Z + bias`` keep the k largest entries.
@@ -376,18 +392,11 @@ def topk_rows(Z, bias, k, activation, idx, vals):
     activated values to ``vals`` (n, k).  Ties are broken by the lower column index,
     so the result is deterministic.
     """
-    n, m = Z.shape
+    n = Z.shape[0]
     n_blocks = min(n, 16)
     for blk in prange(n_blocks):
-        flags, cv, ci, sv, si, _, _ = _selection_buffers(m, k, Z)
-        guess, slack = -np.inf, 0.0
-        for i in range(blk * n // n_blocks, (blk + 1) * n // n_blocks):
-            tv, n_cand = _topk_row(Z[i], bias, k, guess, flags, cv, ci, sv, si, idx[i],
-                                   vals[i])
-            guess, slack = _next_guess(tv, n_cand, k, slack)
-            if activation != LINEAR:
-                for p in range(k):
-                    vals[i, p] = _activate(vals[i, p], activation)
+        _topk_block(Z, bias, k, activation, blk * n // n_blocks, (blk + 1) * n // n_blocks,
+                    idx, vals)
 
 
 @njit(cache=True)
@@ -400,7 +409,7 @@ def _topk_dense_rows(Z, bias, k, activation, lo, hi, flags, cv, ci, sv, si, out_
         guess, slack = _next_guess(tv, n_cand, k, slack)
         z[:] = 0
         for p in range(k):
-            z[out_i[p]] = _activate(out_v[p], activation)
+            z[out_i[p]] = _activate(out_v[p], activation, Z.dtype.type(1))
 
 
 @njit(parallel=True, cache=True)
@@ -433,6 +442,36 @@ def encode_topk_dense(X, W, bias, k, activation, H, chunk):
         _topk_dense_rows(H, bias, k, activation, lo, hi, *buffers)
 
 
+@njit(parallel=True, cache=True)
+def gather_rows(X, rows, out):
+    """``out[p] = X[rows[p]]``: a shuffled mini-batch copied on Numba's threads."""
+    d = X.shape[1]
+    for p in prange(rows.shape[0]):
+        src = X[rows[p]]
+        dst = out[p]
+        for f in range(d):
+            dst[f] = src[f]
+
+
+@njit(parallel=True, cache=True)
+def column_sums(A, out):
+    """``out[f] = sum_i A[i, f]``: each of a fixed number of row blocks sums its rows
+    on a thread, then the blocks' sums are added in order, so the result does not
+    depend on the number of threads."""
+    n, d = A.shape
+    n_blocks = max(1, min(8, n // 32))
+    partial = np.zeros((n_blocks, d), dtype=out.dtype)
+    for blk in prange(n_blocks):
+        acc = partial[blk]
+        for i in range(blk * n // n_blocks, (blk + 1) * n // n_blocks):
+            row = A[i]
+            for f in range(d):
+                acc[f] += row[f]
+    out[:] = partial[0]
+    for blk in range(1, n_blocks):
+        out += partial[blk]
+
+
 @njit(cache=True)
 def units_index(idx, n_units):
     """Group the kept entries by unit (a CSC view of the code): for unit u, the flat
@@ -461,12 +500,16 @@ SGD, ADAM = 1, 2
 
 @njit(cache=True, inline="always")
 def _update_block(solver, w, s1, s2, g, rate, beta1, beta2, epsilon):
-    """One optimizer step on a 1-D slice.
+    """One optimizer step on a 1-D slice, computed in the slice's precision.
 
     SGD with momentum: ``s1`` is the velocity, ``rate`` the learning rate and
     ``beta1`` the momentum.  Adam: ``s1, s2`` are the moment estimates and ``rate``
     the step size with the bias corrections folded in.
     """
+    # the float64 settings would otherwise promote every float32 operation
+    real = w.dtype.type
+    rate, beta1, beta2, epsilon = real(rate), real(beta1), real(beta2), real(epsilon)
+    one = real(1)
     if solver == SGD:
         for i in range(w.shape[0]):
             vi = beta1 * s1[i] - rate * g[i]
@@ -475,8 +518,8 @@ def _update_block(solver, w, s1, s2, g, rate, beta1, beta2, epsilon):
     elif solver == ADAM:
         for i in range(w.shape[0]):
             gi = g[i]
-            mi = beta1 * s1[i] + (1.0 - beta1) * gi
-            vi = beta2 * s2[i] + (1.0 - beta2) * gi * gi
+            mi = beta1 * s1[i] + (one - beta1) * gi
+            vi = beta2 * s2[i] + (one - beta2) * gi * gi
             s1[i] = mi
             s2[i] = vi
             w[i] -= rate * mi / (np.sqrt(vi) + epsilon)
@@ -494,45 +537,76 @@ def optimizer_update(solver, w, s1, s2, g, rate, beta1, beta2, epsilon):
                       epsilon)
 
 
-@njit(parallel=True, cache=True)
-def unit_grads(indptr, pos, k, vals, G, dZ, X, tied, gW, gD, gb):
-    """Weight gradients over the sparse code, one hidden unit per iteration.
+@njit(parallel=True, cache=True, fastmath={"reassoc", "contract"})
+def unit_backward(indptr, pos, k, vals, G, X, D, activation, tied, gW, gD, gb, counts,
+                  solver, W, sW1, sW2, sD1, sD2, rate, beta1, beta2, epsilon):
+    """Code gradient, weight gradients and (with ``solver``) the optimizer step of the
+    weights over the sparse code, one hidden unit per iteration; O(n k d).
 
-    Encoder: ``gW[u] = sum dZ[i, j] * X[i]`` and ``gb[u] = sum dZ[i, j]``; decoder:
-    ``gD[u] = sum vals[i, j] * G[i]``, over the entries (i, j) that selected unit u.
-    With ``tied`` both land in ``gW`` (``gD`` is ignored).  Units that no sample
-    selected get zero rows.  Cost O(n k d).
+    For each entry (i, j) that selected unit u (value ``a = vals[i, j]``), the code
+    gradient is ``dz = (G[i] . D[u]) * act'(a)``; then ``gW[u] = sum dz * X[i]``,
+    ``gb[u] = sum dz`` and the decoder's ``gD[u] = sum a * G[i]`` (with ``tied`` it
+    adds to ``gW`` and ``gD`` is not touched).  ``counts[u]`` is the number of
+    nonzero entries.  Units that no sample selected get zero rows.
+
+    Every quantity for unit u reads only row u of the weights, and ``G`` was computed
+    from the weights before this call, so the optimizer step of row u
+    (:func:`_update_block`; ``solver`` 0 means no step) can follow at once, while the
+    row is in cache; the gradient rows then stay in a per-thread scratch row and
+    ``gW, gD`` are not written.  ``W, sW1, sW2`` are the encoder weights and their
+    optimizer state; ``D, sD1, sD2`` the decoder's (ignored when tied).  Only
+    re-association is allowed to the compiler, to vectorise the dot products.
     """
     n_units = gW.shape[0]
     d = gW.shape[1]
-    for u in prange(n_units):
-        w = gW[u]
-        for f in range(d):
-            w[f] = 0
-        if not tied:
-            dd = gD[u]
+    zero = gW.dtype.type(0)
+    one = gW.dtype.type(1)
+    n_blocks = min(n_units, 64)
+    for blk in prange(n_blocks):
+        scratch = np.empty((2, d), dtype=gW.dtype)
+        for u in range(blk * n_units // n_blocks, (blk + 1) * n_units // n_blocks):
+            w = scratch[0] if solver != 0 else gW[u]
+            dd = scratch[1] if solver != 0 else gD[u]
+            du = D[u]
             for f in range(d):
-                dd[f] = 0
-        s = 0.0
-        for e in range(indptr[u], indptr[u + 1]):
-            p = pos[e]
-            i = p // k
-            j = p - i * k
-            a = vals[i, j]
-            g = dZ[i, j]
-            s += g
-            x = X[i]
-            r = G[i]
-            if tied:
+                w[f] = 0
+            if not tied:
                 for f in range(d):
-                    w[f] += g * x[f] + a * r[f]
-            else:
+                    dd[f] = 0
+            s = 0.0
+            active = 0
+            for e in range(indptr[u], indptr[u + 1]):
+                p = pos[e]
+                i = p // k
+                a = vals[i, p - i * k]
+                r = G[i]
+                # everything in the data's precision: a float64 constant here would
+                # promote the sums and halve their speed
+                g = zero
                 for f in range(d):
-                    w[f] += g * x[f]
-                dd = gD[u]
-                for f in range(d):
-                    dd[f] += a * r[f]
-        gb[u] = s
+                    g += r[f] * du[f]
+                if activation == RELU:
+                    if a <= zero:
+                        g = zero
+                elif activation == SIGMOID:
+                    g *= a * (one - a)
+                s += g
+                active += a != 0
+                x = X[i]
+                if tied:
+                    for f in range(d):
+                        w[f] += g * x[f] + a * r[f]
+                else:
+                    for f in range(d):
+                        w[f] += g * x[f]
+                    for f in range(d):
+                        dd[f] += a * r[f]
+            gb[u] = s
+            counts[u] = active
+            if solver != 0:
+                _update_block(solver, W[u], sW1[u], sW2[u], w, rate, beta1, beta2, epsilon)
+                if not tied:
+                    _update_block(solver, D[u], sD1[u], sD2[u], dd, rate, beta1, beta2, epsilon)
 
 
 @njit(cache=True, inline="always")
@@ -542,20 +616,30 @@ def _residual_row(o, x, activation, cross_entropy, scale):
     pre-activation; return the row's loss.
 
     For a linear output with squared error (loss 0.5 * (o - x)**2) and a sigmoid
-    output with cross-entropy the gradient is ``o - x`` in both cases.
+    output with cross-entropy the gradient is ``o - x`` in both cases.  Computed in
+    the row's precision (the callers sum the rows' losses in float64).
     """
-    s = 0.0
-    for f in range(o.shape[0]):
-        v = _activate(o[f], activation)
-        t = x[f]
-        if cross_entropy:
+    real = o.dtype.type
+    zero, half, one, scale = real(0), real(0.5), real(1), real(scale)
+    s = zero
+    # one loop per case, so that each vectorises
+    if cross_entropy:
+        for f in range(o.shape[0]):
             # log-sum-exp form of -t*log(sig(a)) - (1-t)*log(1-sig(a)), stable for any a
             a = o[f]
-            s += max(a, 0.0) - a * t + np.log1p(np.exp(-abs(a)))
-        else:
-            r = v - t
-            s += 0.5 * r * r
-        o[f] = (v - t) * scale
+            t = x[f]
+            s += max(a, zero) - a * t + np.log1p(np.exp(-abs(a)))
+            o[f] = (_activate(a, activation, one) - t) * scale
+    elif activation == LINEAR:
+        for f in range(o.shape[0]):
+            r = o[f] - x[f]
+            s += half * r * r
+            o[f] = r * scale
+    else:
+        for f in range(o.shape[0]):
+            r = _activate(o[f], activation, one) - x[f]
+            s += half * r * r
+            o[f] = r * scale
     return s
 
 
@@ -570,41 +654,42 @@ def output_residual(out, X, activation, cross_entropy, scale):
     return total.sum()
 
 
-@njit(parallel=True, cache=True, fastmath={"reassoc"})
-def sparse_forward_backward(idx, vals, D, c, X, activation, out_activation, cross_entropy,
-                            scale, G, dZ):
-    """Decoder, loss and code gradient of a top-k batch, one row at a time while the
-    row is in cache; O(n k d), not O(n m d).  Returns the summed loss.
+@njit(cache=True, fastmath={"reassoc", "contract"})
+def _decode_residual_row(idx_row, vals_row, D, c, x, out_activation, cross_entropy, scale,
+                         o):
+    """Decoder and loss of one top-k code; O(k d).  Returns the row's loss.
 
-    ``G[i] = out'(c + sum_j vals[i, j] D[idx[i, j]]) - X[i]`` (times ``scale``) and
-    ``dZ[i, j] = (G[i] . D[idx[i, j]]) * act'(vals[i, j])``.  Only re-association is
-    allowed to the compiler (to vectorise the dot products); NaN and inf keep their
-    meaning, so a diverging run is still caught by its loss.
+    ``o = out'(c + sum_j vals_row[j] D[idx_row[j]]) - x`` (times ``scale``): the
+    gradient with respect to the decoder's pre-activation.  Only re-association and
+    fused multiply-adds are allowed to the compiler (to vectorise the sums); NaN and
+    inf keep their meaning, so a diverging run is still caught by its loss.
     """
-    n, k = idx.shape
     d = D.shape[1]
-    total = np.zeros(n)
-    for i in prange(n):
-        o = G[i]
-        for f in range(d):
-            o[f] = c[f]
-        for j in range(k):
-            a = vals[i, j]
-            if a != 0:
-                r = D[idx[i, j]]
-                for f in range(d):
-                    o[f] += a * r[f]
-        total[i] = _residual_row(o, X[i], out_activation, cross_entropy, scale)
-        for j in range(k):
-            r = D[idx[i, j]]
-            s = dZ.dtype.type(0)  # accumulate in the data's precision, vectorised
+    for f in range(d):
+        o[f] = c[f]
+    for j in range(idx_row.shape[0]):
+        a = vals_row[j]
+        if a != 0:
+            r = D[idx_row[j]]
             for f in range(d):
-                s += o[f] * r[f]
-            h = vals[i, j]
-            if activation == RELU:
-                if h <= 0:
-                    s = 0.0
-            elif activation == SIGMOID:
-                s *= h * (1.0 - h)
-            dZ[i, j] = s
+                o[f] += a * r[f]
+    return _residual_row(o, x, out_activation, cross_entropy, scale)
+
+
+@njit(parallel=True, cache=True)
+def topk_decode_residual(Z, bias, k, activation, idx, vals, D, c, X, out_activation,
+                         cross_entropy, scale, G):
+    """The forward pass of a top-k batch after the encoder product, block by block of
+    rows while they are in cache: :func:`topk_rows` into ``idx, vals``, then
+    :func:`_decode_residual_row` into ``G``.  Returns the summed loss."""
+    n = Z.shape[0]
+    n_blocks = min(n, 16)
+    total = np.zeros(n)
+    for blk in prange(n_blocks):
+        lo = blk * n // n_blocks
+        hi = (blk + 1) * n // n_blocks
+        _topk_block(Z, bias, k, activation, lo, hi, idx, vals)
+        for i in range(lo, hi):
+            total[i] = _decode_residual_row(idx[i], vals[i], D, c, X[i], out_activation,
+                                            cross_entropy, scale, G[i])
     return total.sum()
