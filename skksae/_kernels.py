@@ -370,6 +370,14 @@ def _selection_buffers(m, k, like):
             np.empty(k, dtype=np.int64), np.empty(k, dtype=like.dtype))
 
 
+@njit(cache=True, inline="always")
+def _row_blocks(n):
+    """How many blocks of rows a top-k kernel spreads over the threads: at least 64
+    rows each (every block allocates its scratch space and starts without a guess),
+    at most 16 blocks.  Results never depend on it."""
+    return max(1, min(16, n // 64))
+
+
 @njit(cache=True)
 def _topk_block(Z, bias, k, activation, lo, hi, idx, vals):
     """:func:`_topk_row` for rows lo:hi, the guess carried from row to row."""
@@ -393,7 +401,7 @@ def topk_rows(Z, bias, k, activation, idx, vals):
     so the result is deterministic.
     """
     n = Z.shape[0]
-    n_blocks = min(n, 16)
+    n_blocks = _row_blocks(n)
     for blk in prange(n_blocks):
         _topk_block(Z, bias, k, activation, blk * n // n_blocks, (blk + 1) * n // n_blocks,
                     idx, vals)
@@ -416,7 +424,7 @@ def _topk_dense_rows(Z, bias, k, activation, lo, hi, flags, cv, ci, sv, si, out_
 def topk_dense_inplace(Z, bias, k, activation):
     """Replace each row of ``Z`` by its activated top-k of ``Z + bias``, zeros elsewhere."""
     n, m = Z.shape
-    n_blocks = min(n, 16)
+    n_blocks = _row_blocks(n)
     for blk in prange(n_blocks):
         buffers = _selection_buffers(m, k, Z)
         _topk_dense_rows(Z, bias, k, activation, blk * n // n_blocks,
@@ -459,7 +467,7 @@ def column_sums(A, out):
     on a thread, then the blocks' sums are added in order, so the result does not
     depend on the number of threads."""
     n, d = A.shape
-    n_blocks = max(1, min(8, n // 32))
+    n_blocks = max(1, min(8, n // 128))
     partial = np.zeros((n_blocks, d), dtype=out.dtype)
     for blk in prange(n_blocks):
         acc = partial[blk]
@@ -561,7 +569,7 @@ def unit_backward(indptr, pos, k, vals, G, X, D, activation, tied, gW, gD, gb, c
     d = gW.shape[1]
     zero = gW.dtype.type(0)
     one = gW.dtype.type(1)
-    n_blocks = min(n_units, 64)
+    n_blocks = min(n_units, 16)
     for blk in prange(n_blocks):
         scratch = np.empty((2, d), dtype=gW.dtype)
         for u in range(blk * n_units // n_blocks, (blk + 1) * n_units // n_blocks):
@@ -683,7 +691,7 @@ def topk_decode_residual(Z, bias, k, activation, idx, vals, D, c, X, out_activat
     rows while they are in cache: :func:`topk_rows` into ``idx, vals``, then
     :func:`_decode_residual_row` into ``G``.  Returns the summed loss."""
     n = Z.shape[0]
-    n_blocks = min(n, 16)
+    n_blocks = _row_blocks(n)
     total = np.zeros(n)
     for blk in prange(n_blocks):
         lo = blk * n // n_blocks
