@@ -35,6 +35,7 @@ class _BaseAutoencoder(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEs
         "tied_weights": ["boolean"],
         "solver": [StrOptions({"sgd", "adam"})],
         "learning_rate": [Interval(Real, 0, None, closed="neither")],
+        "learning_rate_schedule": [StrOptions({"constant", "linear"})],
         "momentum": [Interval(Real, 0, 1, closed="left")],
         "batch_size": [Interval(Integral, 1, None, closed="left")],
         "max_iter": [Interval(Integral, 1, None, closed="left")],
@@ -127,8 +128,20 @@ class _BaseAutoencoder(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEs
             == set(_engine.optimizer_keys(self._params(), self.solver))
         )
 
+    def _learning_rate(self, epoch):
+        """The step size of a (0-based) epoch: ``learning_rate``, and with the "linear"
+        schedule, from the end of the sparsity schedule on, lowered linearly so that
+        epoch ``max_iter - 1`` runs at ``learning_rate / (max_iter - end)``; later
+        epochs (``partial_fit``, ``warm_start``) keep that last rate."""
+        end = self._schedule_end()
+        if self.learning_rate_schedule == "constant" or epoch < end:
+            return self.learning_rate
+        remaining = max(self.max_iter - epoch, 1)
+        return self.learning_rate * remaining / max(self.max_iter - end, 1)
+
     def _epoch(self, engine, params, opt, X, epoch, rng):
         k = self._train_k(epoch)
+        engine.learning_rate = self._learning_rate(epoch)
         t0 = time.perf_counter()
         loss, counts = engine.run_epoch(
             params, opt, X, k, self.batch_size, self.shuffle, rng
@@ -137,6 +150,7 @@ class _BaseAutoencoder(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEs
             kk = "all" if k is None else k
             print(
                 f"Iteration {epoch + 1}, loss = {loss:.8f}, k = {kk}, "
+                f"learning rate = {engine.learning_rate:.3g}, "
                 f"time = {time.perf_counter() - t0:.2f}s"
             )
         return loss, counts

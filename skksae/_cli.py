@@ -74,17 +74,21 @@ def make_extractor(method, args):
         return DenoisingAutoencoder(
             n_components=args.n_components, corruption="masking", corruption_level=0.25,
             loss="cross_entropy", learning_rate=1e-3, max_iter=args.dae_epochs,
-            batch_size=128, random_state=args.seed, verbose=args.verbose,
+            n_iter_no_change=args.dae_epochs, batch_size=128, random_state=args.seed,
+            verbose=args.verbose,
         )
     # Centred pixels train with far fewer dead units (z = W x + b has no input bias);
-    # the codes are scaled to [-1, 1] per unit for the classifier.
+    # the codes are scaled to [-1, 1] per unit for the classifier.  Every model runs
+    # its full epoch budget (n_iter_no_change = epochs: no early stop); the k-sparse
+    # learning rate falls linearly once k has reached its target.
     return make_pipeline(
         StandardScaler(with_std=False),
         KSparseAutoencoder(
             n_components=args.n_components, k=args.k,
             transform_k_factor=args.transform_k_factor, solver="sgd",
-            learning_rate=args.learning_rate, momentum=0.9, batch_size=128,
-            max_iter=args.ksparse_epochs, tol=0.0, sparse_output=True,
+            learning_rate=args.learning_rate, learning_rate_schedule="linear",
+            momentum=0.9, batch_size=128, max_iter=args.ksparse_epochs,
+            n_iter_no_change=args.ksparse_epochs, sparse_output=True,
             random_state=args.seed, verbose=args.verbose,
         ),
         MaxAbsScaler(),
@@ -92,8 +96,8 @@ def make_extractor(method, args):
 
 
 def fit_classifier(F_train, y_train, grid, seed, log):
-    """Choose C on a validation split (10%) of the training codes; the classifier
-    that scored best there is the final one."""
+    """Choose C on a validation split (10%) of the training codes, then refit the
+    classifier with that C on all of them (as GridSearchCV's refit does)."""
     F_fit, F_val, y_fit, y_val = train_test_split(
         F_train, y_train, test_size=0.1, stratify=y_train, random_state=seed
     )
@@ -104,8 +108,8 @@ def fit_classifier(F_train, y_train, grid, seed, log):
         acc = clf.score(F_val, y_val)
         log(f"    C={C:g}: validation accuracy {acc:.4f}")
         if best is None or acc > best[1]:
-            best = (C, acc, clf)
-    return best[2], best[0]
+            best = (C, acc)
+    return LogisticRegression(C=best[0], max_iter=1000).fit(F_train, y_train), best[0]
 
 
 def run(args, log=print):
@@ -134,8 +138,11 @@ def run(args, log=print):
         if extractor is not None:
             fitted[method] = extractor
         extra = ""
+        model = extractor[1] if method == "ksparse" else extractor
+        if hasattr(model, "n_iter_"):
+            extra = f", {model.n_iter_} epochs"
         if method == "ksparse":
-            extra = f" (dead units: {extractor[1].n_dead_units_})"
+            extra += f", {model.n_dead_units_} dead units"
         log(f"   test error {error:.2f}%, features fitted in {fit_ae:.1f} s, total fit "
             f"{fit_time:.1f} s, C={C:g}{extra}")
         rows.append({

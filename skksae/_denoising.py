@@ -86,6 +86,12 @@ class DenoisingAutoencoder(_BaseAutoencoder):
     learning_rate : float, default=1e-3
         Step size.
 
+    learning_rate_schedule : {"constant", "linear"}, default="constant"
+        "constant" keeps ``learning_rate``. "linear" lowers it linearly over the
+        ``max_iter`` epochs, to ``learning_rate / max_iter`` in the last one;
+        :meth:`partial_fit` calls and ``warm_start`` fits past ``max_iter`` keep
+        that last rate.
+
     momentum : float in [0, 1), default=0.9
         Momentum of the "sgd" solver.
 
@@ -190,6 +196,7 @@ class DenoisingAutoencoder(_BaseAutoencoder):
         tied_weights=True,
         solver="adam",
         learning_rate=1e-3,
+        learning_rate_schedule="constant",
         momentum=0.9,
         batch_size=128,
         max_iter=50,
@@ -210,6 +217,7 @@ class DenoisingAutoencoder(_BaseAutoencoder):
         self.tied_weights = tied_weights
         self.solver = solver
         self.learning_rate = learning_rate
+        self.learning_rate_schedule = learning_rate_schedule
         self.momentum = momentum
         self.batch_size = batch_size
         self.max_iter = max_iter

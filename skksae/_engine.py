@@ -195,7 +195,9 @@ class Engine:
 
         ``X`` is the clean target, ``Xc`` the (possibly corrupted) encoder input, both
         dense C-contiguous arrays of the parameters' dtype.  ``grads`` is a dict of
-        arrays shaped like ``params`` that is overwritten.  Returns the batch loss
+        arrays shaped like ``params`` that is overwritten (except, on the top-k path with
+        ``opt``, the weights' gradients: each row is applied as soon as it is computed,
+        and ``grads["W"]``, ``grads["D"]`` are left as they were).  Returns the batch loss
         (the mean per-sample loss, before the step) and the number of times each unit
         was active.  Call it inside ``_kernels.single_threaded_blas``.
         """

@@ -59,6 +59,13 @@ class KSparseAutoencoder(_BaseAutoencoder):
     learning_rate : float, default=1e-3
         Step size.
 
+    learning_rate_schedule : {"constant", "linear"}, default="constant"
+        "constant" keeps ``learning_rate``. "linear" keeps it while the sparsity
+        schedule lowers k, then lowers it linearly over the remaining epochs, to
+        ``learning_rate / n`` in epoch ``max_iter`` where n is the number of those
+        epochs; :meth:`partial_fit` calls and ``warm_start`` fits past ``max_iter``
+        keep that last rate.
+
     momentum : float in [0, 1), default=0.9
         Momentum of the "sgd" solver.
 
@@ -172,6 +179,7 @@ class KSparseAutoencoder(_BaseAutoencoder):
         tied_weights=True,
         solver="adam",
         learning_rate=1e-3,
+        learning_rate_schedule="constant",
         momentum=0.9,
         batch_size=128,
         max_iter=50,
@@ -192,6 +200,7 @@ class KSparseAutoencoder(_BaseAutoencoder):
         self.tied_weights = tied_weights
         self.solver = solver
         self.learning_rate = learning_rate
+        self.learning_rate_schedule = learning_rate_schedule
         self.momentum = momentum
         self.batch_size = batch_size
         self.max_iter = max_iter

@@ -169,6 +169,35 @@ def test_convergence_warning_and_early_stopping(digits):
     assert ae.n_iter_ == 3  # the first epoch sets the baseline, then 2 without progress
 
 
+@pytest.mark.parametrize("k_start", [None, 8])
+def test_linear_learning_rate_schedule_equals_the_rates_set_by_hand(digits, k_start):
+    """fit with the "linear" schedule runs the same epochs as partial_fit with the
+    documented rate set before each call: the full rate while k is lowered, then a
+    linear decrease to rate / n in the last of the n remaining epochs, then that rate
+    on (partial_fit past max_iter)."""
+    X = digits[0][:300]
+    common = dict(n_components=16, k=4, k_start=k_start, max_iter=6, solver="sgd",
+                  learning_rate=0.05, tol=0.0, n_iter_no_change=100, random_state=0)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", ConvergenceWarning)
+        scheduled = KSparseAutoencoder(learning_rate_schedule="linear", **common).fit(X)
+    by_hand = KSparseAutoencoder(**common)
+    end = 0 if k_start is None else 3  # k_decay_fraction=0.5 of max_iter=6
+    rates = [0.05 if e < end else 0.05 * (6 - e) / (6 - end) for e in range(6)]
+    for rate in rates:
+        by_hand.set_params(learning_rate=rate).partial_fit(X)
+    np.testing.assert_array_equal(scheduled.components_, by_hand.components_)
+    after_fit = scheduled.components_.copy()
+    assert rates[-1] == pytest.approx(0.05 / (6 - end))
+    scheduled.partial_fit(X)
+    by_hand.set_params(learning_rate=rates[-1]).partial_fit(X)
+    np.testing.assert_array_equal(scheduled.components_, by_hand.components_)
+    constant = KSparseAutoencoder(**common)
+    for _ in range(6):
+        constant.partial_fit(X)
+    assert not np.array_equal(constant.components_, after_fit)
+
+
 def test_verbose_prints_one_line_per_epoch(digits, capsys):
     X, _ = digits
     KSparseAutoencoder(n_components=16, k=2, max_iter=3, verbose=1, random_state=0).fit(X)
