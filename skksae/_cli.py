@@ -4,8 +4,9 @@
 regression on raw pixels and on the features of a BernoulliRBM, a
 DenoisingAutoencoder and a KSparseAutoencoder, and prints one row per method with the
 test error, the fit time and the transform time.  The regularisation strength of the
-logistic regression is chosen on a validation split of the training set; the test set
-is used once, for the final error.
+logistic regression is chosen on a validation split of the training set, and the
+classifier refit on the whole training set with it; the test set is used once, for the
+final error.
 """
 
 import argparse

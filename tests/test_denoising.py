@@ -3,6 +3,7 @@
 import numpy as np
 import pytest
 import scipy.sparse as sp
+from sklearn.exceptions import ConvergenceWarning
 from sklearn.linear_model import LogisticRegression
 from sklearn.model_selection import train_test_split
 from sklearn.pipeline import make_pipeline
@@ -119,3 +120,18 @@ def test_cross_entropy_score_is_minus_the_mean_cross_entropy(digits):
     R = dae.inverse_transform(dae.transform(X))
     ce = -(X * np.log(R) + (1 - X) * np.log(1 - R)).sum(axis=1).mean()
     assert dae.score(X) == pytest.approx(-ce, rel=1e-9)
+
+
+def test_linear_learning_rate_schedule_spans_all_epochs(digits):
+    """Without a sparsity schedule the "linear" rate falls from the first epoch:
+    learning_rate * (max_iter - e) / max_iter in epoch e (corruption draws included,
+    the fit equals partial_fit with those rates set by hand)."""
+    X = digits[0][:200]
+    common = dict(n_components=12, max_iter=3, solver="sgd", learning_rate=0.1,
+                  tol=0.0, n_iter_no_change=100, random_state=0)
+    with pytest.warns(ConvergenceWarning):
+        scheduled = DenoisingAutoencoder(learning_rate_schedule="linear", **common).fit(X)
+    by_hand = DenoisingAutoencoder(**common)
+    for e in range(3):
+        by_hand.set_params(learning_rate=0.1 * (3 - e) / 3).partial_fit(X)
+    np.testing.assert_array_equal(scheduled.components_, by_hand.components_)
