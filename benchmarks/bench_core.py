@@ -4,9 +4,7 @@ On a 60,000 x 784 float32 matrix with n_components=1000, k=25, batch 256, it tim
 one run: (a) one float32 encoder GEMM over all rows (the floor every epoch pays),
 (b) seconds per training epoch, (c) seconds to transform all rows, (d) the same epoch
 as plain dense masked NumPy, (e) the top-k kernel against ``np.argpartition`` on a
-60,000 x 1000 matrix.  Prints thread counts and the ratios.  (a), (b) and (c) are
-timed in turn in each of ``--repeat`` rounds, so each round's ratios see the same load
-on a shared machine: it prints the best-to-best ratio and the median of the rounds'.
+60,000 x 1000 matrix.  Prints thread counts and the ratios.
 
     python benchmarks/bench_core.py [--threads 2] [--repeat 3] [--data mnist|random]
 
@@ -87,35 +85,25 @@ def main():
 
         W0 = (rng.standard_normal((m, d)) * 0.01).astype(np.float32)
         out = np.empty((n, m), dtype=np.float32)
+        gemm = best_of(lambda: np.matmul(X, W0.T, out=out), args.repeat)
+        gemm_alloc = best_of(lambda: X @ W0.T, args.repeat)
+        print(f"(a) encoder GEMM over all rows (NumPy, {args.threads} BLAS threads): {gemm:.3f} s"
+              f" into a preallocated array (the floor used below); {gemm_alloc:.3f} s for"
+              " X @ W.T, which also allocates its result")
+
         ae = KSparseAutoencoder(n_components=m, k=k, k_start=None, batch_size=batch,
                                 solver="sgd", learning_rate=0.01, max_iter=1, shuffle=True,
                                 random_state=0)
         ae.partial_fit(X[:2048])  # compile and warm up
-        ae.transform(X[:100])
-        # (a), (b) and (c) are timed in turn in every round, so that each round's
-        # ratios see the same machine load; best of the rounds and median ratio
-        rounds = {"gemm": [], "alloc": [], "epoch": [], "transform": []}
-        for _ in range(args.repeat):
-            rounds["gemm"].append(best_of(lambda: np.matmul(X, W0.T, out=out), 1))
-            rounds["alloc"].append(best_of(lambda: X @ W0.T, 1))
-            rounds["epoch"].append(best_of(lambda: ae.partial_fit(X), 1))
-            rounds["transform"].append(best_of(lambda: ae.transform(X), 1))
-        gemm, gemm_alloc, epoch, tr = (min(rounds[key]) for key in rounds)
-
-        def median_ratio(key, floor="gemm"):
-            return float(np.median(np.divide(rounds[key], rounds[floor])))
-
-        print(f"(a) encoder GEMM over all rows (NumPy, {args.threads} BLAS threads): {gemm:.3f} s"
-              f" into a preallocated array (the floor used below); {gemm_alloc:.3f} s for"
-              " X @ W.T, which also allocates its result")
+        epoch = best_of(lambda: ae.partial_fit(X), args.repeat)
         print(f"(b) training epoch (skksae, SGD+momentum): {epoch:.3f} s"
-              f"   ratio to GEMM floor: {epoch / gemm:.2f}x best to best,"
-              f" {median_ratio('epoch'):.2f}x median of rounds  (target <= 2.5x)")
+              f"   ratio to GEMM floor: {epoch / gemm:.2f}x  (target <= 2.5x)")
+
+        ae.transform(X[:100])
+        tr = best_of(lambda: ae.transform(X), args.repeat)
         print(f"(c) transform all rows (dense output): {tr:.3f} s"
-              f"   ratio to GEMM floor: {tr / gemm:.2f}x best to best,"
-              f" {median_ratio('transform'):.2f}x median of rounds  (target <= 1.3x);"
-              f" to the allocating X @ W.T: {tr / gemm_alloc:.2f}x,"
-              f" {median_ratio('transform', 'alloc'):.2f}x median")
+              f"   ratio to GEMM floor: {tr / gemm:.2f}x  (target <= 1.3x);"
+              f" to the allocating X @ W.T: {tr / gemm_alloc:.2f}x")
 
         W, b, c = W0.copy(), np.zeros(m, np.float32), np.zeros(d, np.float32)
         dense = best_of(
