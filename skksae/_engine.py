@@ -23,6 +23,7 @@ from scipy.special import expit
 
 from . import _kernels as K
 
+
 def init_params(rng, n_components, n_features, dtype, tied, init_std):
     """Initial parameters: Gaussian encoder weights (std ``init_std``), zero biases.
 
@@ -219,7 +220,9 @@ class Engine:
             H = _activate_dense(Z, self.activation)
             K.matmul(H, False, D, False, out)
             out += c
-            total = K.call(K.output_residual, out, X, self.out_activation, self.cross_entropy, scale)
+            total = K.call(
+                K.output_residual, out, X, self.out_activation, self.cross_entropy, scale
+            )
             G = out
             K.matmul(H, True, G, False, gD)
             dZ = K.matmul(G, False, D, True, _buffer(buffers, "dZ", (n, m), dtype))
