@@ -10,6 +10,7 @@ final error.
 """
 
 import argparse
+import copy
 import csv
 import sys
 import time
@@ -43,10 +44,16 @@ DEFAULTS = {
     "digits": dict(n_components=256, k=25, ksparse_epochs=100, dae_epochs=30,
                    rbm_epochs=20, filter_epochs=30, C="0.1,1,10"),
     "mnist": dict(n_components=1000, k=25, ksparse_epochs=300, dae_epochs=50,
-                  rbm_epochs=10, filter_epochs=10, C="0.1,1"),
+                  rbm_epochs=10, filter_epochs=10, C="1,3,10"),
     "fashion-mnist": dict(n_components=1000, k=25, ksparse_epochs=300, dae_epochs=50,
-                          rbm_epochs=10, filter_epochs=10, C="0.1,1"),
+                          rbm_epochs=10, filter_epochs=10, C="1,3,10"),
 }
+# The classifier is fitted to convergence.  With scikit-learn's default tol=1e-4,
+# L-BFGS stops after about 40 iterations on the k-sparse codes, and the test error then
+# moves by up to 0.1 point with the rounding of the features (float32 or float64):
+# the comparison would be between stopping points, not features.  At 1e-6 the two
+# roundings agree with a fit at 1e-7.
+CLASSIFIER = dict(tol=1e-6, max_iter=1000)
 
 
 def load(dataset, data_home, seed):
@@ -98,19 +105,25 @@ def make_extractor(method, args):
 
 def fit_classifier(F_train, y_train, grid, seed, log):
     """Choose C on a validation split (10%) of the training codes, then refit the
-    classifier with that C on all of them (as GridSearchCV's refit does)."""
+    classifier with that C on all of them (as GridSearchCV's refit does).
+
+    The grid runs from the smallest C up, each fit starting from the previous
+    solution (``warm_start``), and the refit starts from the chosen one: the same
+    optima as cold starts, in fewer iterations.
+    """
     F_fit, F_val, y_fit, y_val = train_test_split(
         F_train, y_train, test_size=0.1, stratify=y_train, random_state=seed
     )
+    clf = LogisticRegression(warm_start=True, **CLASSIFIER)
     best = None
-    for C in grid:
-        clf = LogisticRegression(C=C, max_iter=1000)
-        clf.fit(F_fit, y_fit)
+    for C in sorted(grid):
+        clf.set_params(C=C).fit(F_fit, y_fit)
         acc = clf.score(F_val, y_val)
-        log(f"    C={C:g}: validation accuracy {acc:.4f}")
+        log(f"    C={C:g}: validation accuracy {acc:.4f} ({clf.n_iter_[0]} iterations)")
         if best is None or acc > best[1]:
-            best = (C, acc)
-    return LogisticRegression(C=best[0], max_iter=1000).fit(F_train, y_train), best[0]
+            best = (C, acc, copy.deepcopy(clf))
+    final = best[2].fit(F_train, y_train)
+    return final, best[0]
 
 
 def run(args, log=print):

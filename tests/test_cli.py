@@ -2,9 +2,12 @@
 
 import csv
 
+import numpy as np
 import pytest
+from sklearn.datasets import load_digits
+from sklearn.linear_model import LogisticRegression
 
-from skksae._cli import main, make_extractor, parse_args
+from skksae._cli import CLASSIFIER, fit_classifier, main, make_extractor, parse_args
 
 
 def test_main_job_on_digits_writes_tables(tmp_path, capsys):
@@ -44,3 +47,19 @@ def test_models_run_their_whole_epoch_budget_with_the_learning_rate_falling():
     assert ksparse.learning_rate_schedule == "linear"
     dae = make_extractor("dae", args)
     assert dae.n_iter_no_change >= dae.max_iter == args.dae_epochs
+
+
+def test_classifier_chosen_on_validation_then_refit_to_convergence():
+    """C is the grid value with the best validation accuracy; the warm-started refit
+    on all training data reaches the optimum a cold fit with that C reaches."""
+    X, y = load_digits(return_X_y=True)
+    X = X / 16.0
+    lines = []
+    clf, C = fit_classifier(X, y, [10.0, 0.01, 1.0], 0, lines.append)
+    assert [line.split(":")[0].strip() for line in lines] == ["C=0.01", "C=1", "C=10"]
+    accuracy = [float(line.split("accuracy ")[1].split()[0]) for line in lines]
+    assert C == [0.01, 1.0, 10.0][int(np.argmax(accuracy))]
+    assert clf.C == C and clf.n_iter_[0] < clf.max_iter
+    cold = LogisticRegression(C=C, **CLASSIFIER).fit(X, y)
+    np.testing.assert_allclose(clf.coef_, cold.coef_, atol=1e-3 * np.abs(cold.coef_).max())
+    np.testing.assert_array_equal(clf.predict(X), cold.predict(X))
