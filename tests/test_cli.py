@@ -57,7 +57,7 @@ def test_classifier_chosen_on_validation_then_refit_to_convergence():
     lines = []
     clf, C = fit_classifier(X, y, [10.0, 0.01, 1.0], 0, lines.append)
     assert [line.split(":")[0].strip() for line in lines] == ["C=0.01", "C=1", "C=10"]
-    accuracy = [float(line.split("accuracy ")[1].split()[0]) for line in lines]
+    accuracy = [float(line.split("accuracy ")[1].split(",")[0]) for line in lines]
     assert C == [0.01, 1.0, 10.0][int(np.argmax(accuracy))]
     assert clf.C == C and clf.n_iter_[0] < clf.max_iter
     cold = LogisticRegression(C=C, **CLASSIFIER).fit(X, y)
