@@ -50,7 +50,7 @@ DEFAULTS = {
 }
 # The classifier runs to tol=1e-6 or 300 L-BFGS iterations.  With scikit-learn's
 # default tol=1e-4, L-BFGS stops after about 40 iterations on the k-sparse codes, and
-# the test error then moves by up to 0.1 point with the rounding of the features
+# the test error then moves by up to 0.07 point with the rounding of the features
 # (float32 or float64): the comparison would be between stopping points, not features.
 # At 1e-6 the codes' fits converge in about 100 iterations and agree with fits at
 # 1e-7.  Raw pixels are ill-conditioned (600+ iterations at 1e-6) and stop at the cap,
@@ -111,8 +111,8 @@ def fit_classifier(F_train, y_train, grid, seed, log):
     classifier with that C on all of them (as GridSearchCV's refit does).
 
     The grid runs from the smallest C up, each fit starting from the previous
-    solution (``warm_start``), and the refit starts from the chosen one: the same
-    optima as cold starts, in fewer iterations.
+    solution (``warm_start``), and the refit starts from the chosen one: where the
+    fits converge, the same optima as cold starts, in fewer iterations.
     """
     F_fit, F_val, y_fit, y_val = train_test_split(
         F_train, y_train, test_size=0.1, stratify=y_train, random_state=seed
