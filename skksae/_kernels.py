@@ -574,7 +574,8 @@ def unit_backward(indptr, pos, k, vals, G, X, D, activation, tied, gW, gD, gb, c
     row is in cache; the gradient rows then stay in a per-thread scratch row and
     ``gW, gD`` are not written.  ``W, sW1, sW2`` are the encoder weights and their
     optimizer state; ``D, sD1, sD2`` the decoder's (ignored when tied).  Only
-    re-association is allowed to the compiler, to vectorise the dot products.
+    re-association and fused multiply-adds are allowed to the compiler, to vectorise
+    the dot products.
     """
     n_units = gW.shape[0]
     d = gW.shape[1]
