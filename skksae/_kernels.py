@@ -451,14 +451,15 @@ def encode_topk_dense(X, W, bias, k, activation, H, chunk):
 
 
 @njit(parallel=True, cache=True)
-def gather_rows(X, rows, out):
-    """``out[p] = X[rows[p]]``: a shuffled mini-batch copied on Numba's threads."""
+def gather_rows(X, rows, shift, out):
+    """``out[p] = X[rows[p]] - shift``: a shuffled (and centred) mini-batch copied on
+    Numba's threads."""
     d = X.shape[1]
     for p in prange(rows.shape[0]):
         src = X[rows[p]]
         dst = out[p]
         for f in range(d):
-            dst[f] = src[f]
+            dst[f] = src[f] - shift[f]
 
 
 @njit(parallel=True, cache=True)

@@ -10,9 +10,10 @@ from ._base import _BaseAutoencoder
 class KSparseAutoencoder(_BaseAutoencoder):
     """k-sparse autoencoder.
 
-    A linear encoder ``z = W x + b`` whose ``k`` largest entries per sample are kept
-    (the others are set to zero), and a linear decoder ``x_hat = W^T h + c`` (tied
-    weights) or ``D^T h + c`` (untied), trained on the squared reconstruction error.
+    A linear encoder ``z = W (x - mean_) + b`` whose ``k`` largest entries per sample
+    are kept (the others are set to zero), and a linear decoder
+    ``x_hat = W^T h + c + mean_`` (tied weights) or ``D^T h + c + mean_`` (untied),
+    trained on the squared reconstruction error.
     Gradients flow only through the ``k`` kept units, and the decoder product and
     both weight gradients cost O(batch * k * n_features), computed by Numba kernels.
 
@@ -26,9 +27,23 @@ class KSparseAutoencoder(_BaseAutoencoder):
     n_components : int, default=256
         Number of hidden units.
 
+    center : bool, default=True
+        Subtract the mean of each feature (``mean_``) before encoding and add it back
+        after decoding, as :class:`~sklearn.decomposition.PCA` does. The encoder has
+        no input offset: on un-centred data (pixels in [0, 1], the non-negative codes
+        of another autoencoder) most units respond to the same mean direction, the
+        same few win the top-k and the others die. On ``load_digits() / 16`` with the
+        other defaults, logistic regression on the codes scored 0.963 with 125 of 256
+        dead units uncentred, 0.981 with none centred (raw pixels: 0.966), and a
+        denoising layer followed by this one 0.73 uncentred, 0.98 centred. The mean
+        is folded into the biases when encoding, so sparse input stays sparse;
+        :meth:`partial_fit` keeps a running mean of every sample seen.
+
     k : int, default=25
-        Number of hidden units kept per sample at the end of training. Must not
-        exceed ``n_components``.
+        Number of hidden units kept per sample at the end of training. A ``k``
+        above ``n_components`` keeps every unit, with a warning (as
+        :class:`~sklearn.feature_selection.SelectKBest` does for a ``k`` above the
+        number of features).
 
     k_start : int, "auto" or None, default="auto"
         Number of units kept in the first epoch of the sparsity schedule. "auto" uses
@@ -39,10 +54,14 @@ class KSparseAutoencoder(_BaseAutoencoder):
         Fraction of ``max_iter`` over which k decreases linearly from ``k_start`` to
         ``k``. With :meth:`partial_fit` each call counts as one epoch.
 
-    transform_k_factor : float >= 1, default=1.0
+    transform_k_factor : float >= 1, default=3.0
         :meth:`transform` keeps ``round(transform_k_factor * k)`` units per sample
-        (capped at ``n_components``): the paper's alpha, 3 for its MNIST
-        classification results.
+        (capped at ``n_components``; all units when that is larger): the paper's
+        alpha, 3 for its MNIST classification results. With the other defaults,
+        logistic regression on the codes of 10,000 training images scored 0.963
+        (MNIST) and 0.858 (Fashion-MNIST) with 3, against 0.957 and 0.853 with 1;
+        on the digits the two were within 0.2 point. Set 1 to encode with the
+        training ``k``.
 
     activation : {"linear", "relu"}, default="linear"
         Applied to the kept units: "linear" as in the paper, "relu" as in later
@@ -102,6 +121,14 @@ class KSparseAutoencoder(_BaseAutoencoder):
 
     Attributes
     ----------
+    mean_ : ndarray of shape (n_features,) or None
+        Mean of each feature over the training data (over every sample seen, with
+        :meth:`partial_fit`); None when ``center=False``.
+
+    n_samples_seen_ : int
+        Samples behind ``mean_``: those of the last :meth:`fit`, or of every
+        :meth:`partial_fit` call since the first.
+
     components_ : ndarray of shape (n_components, n_features)
         Encoder weights W; each row is a learned filter.
 
@@ -152,8 +179,8 @@ class KSparseAutoencoder(_BaseAutoencoder):
     >>> H = ae.fit(X).transform(X)
     >>> H.shape
     (100, 32)
-    >>> int((H != 0).sum(axis=1).max())
-    4
+    >>> int((H != 0).sum(axis=1).max())  # transform_k_factor * k
+    12
     >>> ae.inverse_transform(H).shape
     (100, 20)
     """
@@ -171,10 +198,11 @@ class KSparseAutoencoder(_BaseAutoencoder):
         self,
         n_components=256,
         *,
+        center=True,
         k=25,
         k_start="auto",
         k_decay_fraction=0.5,
-        transform_k_factor=1.0,
+        transform_k_factor=3.0,
         activation="linear",
         tied_weights=True,
         solver="adam",
@@ -192,6 +220,7 @@ class KSparseAutoencoder(_BaseAutoencoder):
         verbose=0,
     ):
         self.n_components = n_components
+        self.center = center
         self.k = k
         self.k_start = k_start
         self.k_decay_fraction = k_decay_fraction

@@ -51,9 +51,11 @@ def test_corruption_follows_random_state(digits):
 
 def test_transform_never_corrupts(digits):
     X, _ = digits
-    dae = DenoisingAutoencoder(n_components=16, max_iter=2, random_state=0).fit(X)
+    dae = DenoisingAutoencoder(n_components=16, activation="sigmoid", max_iter=2,
+                               random_state=0).fit(X)
     H = dae.transform(X)
-    expected = 1 / (1 + np.exp(-(X.astype(np.float64) @ dae.components_.T + dae.intercept_hidden_)))
+    Z = (X.astype(np.float64) - dae.mean_) @ dae.components_.T + dae.intercept_hidden_
+    expected = 1 / (1 + np.exp(-Z))
     np.testing.assert_allclose(H, expected, rtol=1e-4)
     np.testing.assert_array_equal(dae.transform(X), H)
 

@@ -19,7 +19,8 @@ pytestmark = pytest.mark.filterwarnings("ignore::sklearn.exceptions.ConvergenceW
 
 def test_codes_have_k_nonzeros_and_wider_support_at_transform(digits):
     X, _ = digits
-    ae = KSparseAutoencoder(n_components=64, k=5, max_iter=3, random_state=0).fit(X)
+    ae = KSparseAutoencoder(n_components=64, k=5, transform_k_factor=1, max_iter=3,
+                            random_state=0).fit(X)
     H = ae.transform(X)
     assert H.shape == (X.shape[0], 64)
     assert ((H != 0).sum(axis=1) <= 5).all()
@@ -59,7 +60,8 @@ def test_dtype_is_preserved_end_to_end(digits, dtype):
 
 def test_training_reduces_reconstruction_error(digits):
     X, _ = digits
-    ae = KSparseAutoencoder(n_components=128, k=10, max_iter=20, random_state=0).fit(X)
+    ae = KSparseAutoencoder(n_components=128, k=10, transform_k_factor=1, max_iter=20,
+                            random_state=0).fit(X)
     assert ae.loss_curve_[-1] < 0.5 * ae.loss_curve_[0]
     assert ae.n_iter_ == len(ae.loss_curve_)
     # score is minus the mean per-sample loss, so it agrees with the reconstruction
@@ -205,14 +207,17 @@ def test_verbose_prints_one_line_per_epoch(digits, capsys):
     assert len(lines) == 3 and "loss =" in lines[0]
 
 
-def test_k_larger_than_layer_is_a_clear_error_and_keeps_state(digits):
+def test_k_larger_than_layer_warns_and_keeps_every_unit(digits):
     X, _ = digits
-    ae = KSparseAutoencoder(n_components=16, k=2, max_iter=2, random_state=0).fit(X)
-    W = ae.components_.copy()
-    ae.set_params(k=17)
-    with pytest.raises(ValueError, match="k=17 must be at most n_components=16"):
-        ae.fit(X)
-    np.testing.assert_array_equal(ae.components_, W)
+    common = dict(n_components=16, max_iter=2, k_start=None, random_state=0)
+    with pytest.warns(UserWarning, match="k=17 is greater than n_components=16"):
+        ae = KSparseAutoencoder(k=17, **common).fit(X)
+    # the same model as k = n_components: no unit is dropped, in training or encoding
+    full = KSparseAutoencoder(k=16, transform_k_factor=1, **common).fit(X)
+    np.testing.assert_array_equal(ae.components_, full.components_)
+    assert ((ae.transform(X) != 0).sum(axis=1) == 16).mean() > 0.99
+    with pytest.warns(UserWarning, match="k=17"):
+        ae.partial_fit(X)
 
 
 def test_divergence_raises_and_leaves_model_intact(digits):
