@@ -2,7 +2,13 @@
 
 from ._denoising import DenoisingAutoencoder
 from ._ksparse import KSparseAutoencoder
-from ._plotting import filter_mosaic, plot_filters
+from ._plotting import filter_extent, filter_mosaic, plot_filters
 
-__all__ = ["DenoisingAutoencoder", "KSparseAutoencoder", "filter_mosaic", "plot_filters"]
+__all__ = [
+    "DenoisingAutoencoder",
+    "KSparseAutoencoder",
+    "filter_extent",
+    "filter_mosaic",
+    "plot_filters",
+]
 __version__ = "0.1.0"

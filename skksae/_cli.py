@@ -23,7 +23,7 @@ from sklearn.linear_model import LogisticRegression
 from sklearn.model_selection import train_test_split
 from sklearn.neural_network import BernoulliRBM
 from sklearn.pipeline import make_pipeline
-from sklearn.preprocessing import MaxAbsScaler, StandardScaler
+from sklearn.preprocessing import MaxAbsScaler
 
 from ._denoising import DenoisingAutoencoder
 from ._ksparse import KSparseAutoencoder
@@ -44,9 +44,9 @@ DEFAULTS = {
     "digits": dict(n_components=256, k=25, ksparse_epochs=100, dae_epochs=30,
                    rbm_epochs=20, filter_epochs=30, C="0.1,1,10"),
     "mnist": dict(n_components=1000, k=25, ksparse_epochs=300, dae_epochs=50,
-                  rbm_epochs=10, filter_epochs=10, C="1,3,10"),
+                  rbm_epochs=10, filter_epochs=30, C="1,3,10"),
     "fashion-mnist": dict(n_components=1000, k=25, ksparse_epochs=300, dae_epochs=50,
-                          rbm_epochs=10, filter_epochs=10, C="1,3,10"),
+                          rbm_epochs=10, filter_epochs=30, C="1,3,10"),
 }
 # The classifier runs to tol=1e-6 or 300 L-BFGS iterations.  With scikit-learn's
 # default tol=1e-4, L-BFGS stops after about 40 iterations on the k-sparse codes, and
@@ -82,18 +82,19 @@ def make_extractor(method, args):
             verbose=args.verbose,
         )
     if method == "dae":
+        # the papers' setting: sigmoid units, masking noise that sets pixels to 0
         return DenoisingAutoencoder(
-            n_components=args.n_components, corruption="masking", corruption_level=0.25,
-            loss="cross_entropy", learning_rate=1e-3, max_iter=args.dae_epochs,
+            n_components=args.n_components, center=False, corruption="masking",
+            corruption_level=0.25, activation="sigmoid", loss="cross_entropy",
+            learning_rate=1e-3, max_iter=args.dae_epochs,
             n_iter_no_change=args.dae_epochs, batch_size=128, random_state=args.seed,
             verbose=args.verbose,
         )
-    # Centred pixels train with far fewer dead units (z = W x + b has no input bias);
-    # the codes are scaled to [-1, 1] per unit for the classifier.  Every model runs
-    # its full epoch budget (n_iter_no_change = epochs: no early stop); the k-sparse
-    # learning rate falls linearly once k has reached its target.
+    # The autoencoder centres the pixels itself (center=True); the codes are scaled to
+    # [-1, 1] per unit for the classifier.  Every model runs its full epoch budget
+    # (n_iter_no_change = epochs: no early stop); the k-sparse learning rate falls
+    # linearly once k has reached its target.
     return make_pipeline(
-        StandardScaler(with_std=False),
         KSparseAutoencoder(
             n_components=args.n_components, k=args.k,
             transform_k_factor=args.transform_k_factor, solver="sgd",
@@ -156,7 +157,7 @@ def run(args, log=print):
         if extractor is not None:
             fitted[method] = extractor
         extra = ""
-        model = extractor[1] if method == "ksparse" else extractor
+        model = extractor[0] if method == "ksparse" else extractor
         if hasattr(model, "n_iter_"):
             extra = f", {model.n_iter_} epochs"
         if method == "ksparse":

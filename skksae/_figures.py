@@ -4,10 +4,9 @@ import warnings
 
 import numpy as np
 from sklearn.exceptions import ConvergenceWarning
-from sklearn.preprocessing import StandardScaler
 
 from ._ksparse import KSparseAutoencoder
-from ._plotting import filter_mosaic
+from ._plotting import filter_extent, filter_mosaic
 
 FILTER_KS = (70, 40, 25, 10)
 
@@ -30,24 +29,30 @@ def write_figures(out, X_train, X_test, fitted, image_shape, args, log=print):
     paths = []
     n_show = min(100, args.n_components)
 
-    # Filters for several k, trained on centred data like the comparison's model.
-    centre = StandardScaler(with_std=False).fit(X_train)
-    Xc = centre.transform(X_train)
-    fig, axes = plt.subplots(1, len(FILTER_KS), figsize=(4 * len(FILTER_KS), 4.4))
+    # Filters for several k, trained like the comparison's model; the units most often
+    # selected on the training data are shown, each tile on its own scale, and the
+    # median spatial extent of their energy measures how local they are.
+    fig, axes = plt.subplots(1, len(FILTER_KS), figsize=(4 * len(FILTER_KS), 4.6))
     for ax, k in zip(axes, FILTER_KS):
         k = min(k, args.n_components)
-        ae = KSparseAutoencoder(n_components=args.n_components, k=k,
+        ae = KSparseAutoencoder(n_components=args.n_components, k=k, transform_k_factor=1,
                                 max_iter=args.filter_epochs, tol=0.0, solver="sgd",
                                 learning_rate=args.learning_rate, random_state=args.seed)
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", ConvergenceWarning)
-            ae.fit(Xc)
-        ax.imshow(filter_mosaic(ae.components_, image_shape, n_show), cmap="gray",
+            ae.fit(X_train)
+        used = np.asarray((ae.transform(X_train) != 0).sum(axis=0)).ravel()
+        shown = np.argsort(-used, kind="stable")[:n_show]
+        extent = float(np.median(filter_extent(ae.components_[shown], image_shape)))
+        ax.imshow(filter_mosaic(ae.components_[shown], image_shape), cmap="gray",
                   interpolation="nearest")
-        ax.set_title(f"k = {k}")
+        ax.set_title(f"k = {k}: median extent {extent:.2f} px")
         ax.set_axis_off()
-        log(f"  filters for k = {k}: {ae.n_dead_units_} dead units")
-    fig.suptitle(f"k-sparse autoencoder filters ({args.filter_epochs} epochs)")
+        log(f"  filters for k = {k}: median extent of the {len(shown)} most used "
+            f"{extent:.2f} px, {ae.n_dead_units_} dead units")
+    fig.suptitle(f"k-sparse autoencoder filters: the {n_show} most used units of "
+                 f"{args.n_components} ({args.filter_epochs} epochs); extent = RMS "
+                 "radius of each filter's energy")
     fig.tight_layout()
     paths.append(out / "filters.png")
     fig.savefig(paths[-1], dpi=100)
@@ -98,11 +103,7 @@ def _autoencoder(model):
 
 
 def _reconstruct(model, X):
-    """Input-space reconstruction through the model's autoencoder, undoing the
-    centring step when there is one (the scaling of the codes is not applied)."""
-    steps = getattr(model, "steps", None)
-    if steps is None:
-        return model.inverse_transform(model.transform(X))
-    centre, ae = steps[0][1], _autoencoder(model)
-    R = ae.inverse_transform(ae.transform(centre.transform(X)))
-    return centre.inverse_transform(R)
+    """Input-space reconstruction through the model's autoencoder (the scaling of
+    the codes after it is not applied)."""
+    ae = _autoencoder(model)
+    return ae.inverse_transform(ae.transform(X))

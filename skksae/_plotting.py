@@ -65,6 +65,63 @@ def filter_mosaic(components, image_shape, n_filters=None, n_cols=None, pad=1):
     return mosaic
 
 
+def filter_extent(components, image_shape):
+    """Spatial extent of each filter: the radius of gyration of its energy, in pixels.
+
+    A filter's energy ``w**2``, normalised to sum to 1, is a distribution over the
+    pixels; its extent is the root-mean-square distance of that distribution from its
+    centre. A local stroke detector has a small extent, a whole-digit template a
+    large one (about a third of the image side for a uniform image).
+
+    Parameters
+    ----------
+    components : ndarray of shape (n_components, n_features)
+        Filters, such as ``estimator.components_``.
+
+    image_shape : tuple of int
+        (height, width) with ``height * width == n_features``.
+
+    Returns
+    -------
+    extent : ndarray of shape (n_components,)
+        Extent of each filter in pixels (0 for an all-zero filter).
+
+    See Also
+    --------
+    filter_mosaic : The filters as image tiles.
+
+    References
+    ----------
+    .. [1] A. Makhzani and B. Frey, "k-Sparse Autoencoders", ICLR 2014, figure 1.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from skksae import filter_extent
+    >>> dot = np.zeros((5, 5)); dot[2, 2] = 1
+    >>> float(filter_extent(dot.reshape(1, -1), (5, 5))[0])
+    0.0
+    >>> bar = np.zeros((5, 5)); bar[2, :] = 1
+    >>> round(float(filter_extent(bar.reshape(1, -1), (5, 5))[0]), 3)
+    1.414
+    """
+    components = np.asarray(components, dtype=np.float64)
+    h, w = image_shape
+    if h * w != components.shape[1]:
+        raise ValueError(
+            f"image_shape {image_shape} has {h * w} pixels but the filters have "
+            f"{components.shape[1]} features."
+        )
+    energy = components**2
+    total = energy.sum(axis=1, keepdims=True)
+    energy = np.divide(energy, total, out=np.zeros_like(energy), where=total > 0)
+    rows, cols = np.divmod(np.arange(h * w), w)
+    r0 = energy @ rows
+    c0 = energy @ cols
+    spread = energy @ (rows**2 + cols**2) - r0**2 - c0**2
+    return np.sqrt(np.maximum(spread, 0))
+
+
 def plot_filters(estimator, image_shape, n_filters=100, ax=None, cmap="gray", **kwargs):
     """Draw an autoencoder's filters (its ``components_`` rows) as image tiles.
 
