@@ -17,7 +17,7 @@ from sklearn.utils import check_array, check_random_state
 from sklearn.utils._param_validation import Interval, StrOptions
 from sklearn.utils.validation import check_is_fitted, validate_data
 
-from . import _engine
+from . import _engine, _progress
 
 _FLOATS = [np.float64, np.float32]
 
@@ -168,7 +168,14 @@ class _BaseAutoencoder(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEs
                              == "cross_entropy")
         return params
 
-    def _epoch(self, engine, params, opt, X, epoch, rng):
+    def _epoch(self, engine, params, opt, X, epoch, rng, n_epochs):
+        """Training epoch ``epoch`` (0-based, the schedule's index) of the
+        ``n_epochs`` this call may reach; reported to :mod:`._progress`."""
+        loss, counts = self._run_epoch(engine, params, opt, X, epoch, rng)
+        _progress.epoch_done(self, epoch + 1, n_epochs)
+        return loss, counts
+
+    def _run_epoch(self, engine, params, opt, X, epoch, rng):
         k = self._train_k(epoch)
         engine.learning_rate = self._learning_rate(epoch)
         t0 = time.perf_counter()
@@ -238,7 +245,8 @@ class _BaseAutoencoder(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEs
         best, no_improvement, stopped = np.inf, 0, False
         schedule_end = self._schedule_end()
         for epoch in range(self.max_iter):
-            loss, counts = self._epoch(engine, params, opt, X, start_epoch + epoch, rng)
+            loss, counts = self._epoch(engine, params, opt, X, start_epoch + epoch, rng,
+                                       start_epoch + self.max_iter)
             loss_curve.append(loss)
             if start_epoch + epoch + 1 < schedule_end:
                 continue  # k is still decreasing: the loss is expected to rise
@@ -321,7 +329,8 @@ class _BaseAutoencoder(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEs
             rng_state = rng.get_state()
             rng = np.random.RandomState()
             rng.set_state(rng_state)
-        loss, counts = self._epoch(self._make_engine(mean), params, opt, X, n_iter, rng)
+        loss, counts = self._epoch(self._make_engine(mean), params, opt, X, n_iter, rng,
+                                   n_iter + 1)
         self._commit(params, opt, rng, mean, n_seen)
         self.n_iter_ = n_iter + 1
         self.loss_curve_ = loss_curve + [loss]

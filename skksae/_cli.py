@@ -10,8 +10,12 @@ final error.
 """
 
 import argparse
+import contextlib
 import copy
 import csv
+import io
+import os
+import re
 import sys
 import time
 import warnings
@@ -25,6 +29,7 @@ from sklearn.neural_network import BernoulliRBM
 from sklearn.pipeline import make_pipeline
 from sklearn.preprocessing import MaxAbsScaler
 
+from . import _progress
 from ._denoising import DenoisingAutoencoder
 from ._ksparse import KSparseAutoencoder
 
@@ -37,6 +42,8 @@ LABELS = {
 }
 # Test error (%) reported by Makhzani & Frey (2013), Table 1, for MNIST with 1000 units.
 PAPER_MNIST = {"raw": 7.20, "rbm": 1.81, "dae": 1.95, "ksparse": 1.35}
+ROW_FIELDS = ["method", "test_error", "paper_test_error", "fit_time_s", "transform_time_s",
+              "C"]
 
 DEFAULTS = {
     # dataset: n_components, k, epochs of the k-sparse AE, of the denoising AE, of the
@@ -79,7 +86,7 @@ def make_extractor(method, args):
         return BernoulliRBM(
             n_components=args.n_components, learning_rate=0.05, batch_size=100,
             n_iter=args.rbm_epochs, random_state=args.seed,
-            verbose=args.verbose,
+            verbose=1,  # its per-iteration lines feed the progress display (_RBMLines)
         )
     if method == "dae":
         # the papers' setting: sigmoid units, masking noise that sets pixels to 0
@@ -131,22 +138,169 @@ def fit_classifier(F_train, y_train, grid, seed, log):
     return final, best[0]
 
 
-def run(args, log=print):
-    if args.out:
-        Path(args.out).mkdir(parents=True, exist_ok=True)
-    X_train, X_test, y_train, y_test = load(args.dataset, args.data_home, args.seed)
+class UsageError(Exception):
+    """Something the user can fix (an option, the data, the output folder): reported
+    as one line on stderr with exit status 2, without a traceback."""
+
+
+def _estimators(extractor):
+    """The estimators inside a feature extractor (a pipeline or one estimator)."""
+    if extractor is None:
+        return []
+    return [step for _, step in getattr(extractor, "steps", [(None, extractor)])]
+
+
+def check_options(args):
+    """Build every model the run needs and validate its parameters against the
+    estimator's own constraints, before anything is trained.  Returns the parsed C
+    grid and the unfitted feature extractors by method."""
+    try:
+        grid = [float(c) for c in args.C.split(",")]
+    except ValueError:
+        raise UsageError(f"--C must be comma-separated numbers; got {args.C!r}") from None
+    extractors = {}
+    classifiers = [LogisticRegression(C=c, **CLASSIFIER) for c in grid]
+    for method in args.methods:
+        extractor = make_extractor(method, args)
+        for est in _estimators(extractor) + classifiers:
+            try:
+                est._validate_params()
+            except ValueError as exc:
+                raise UsageError(f"invalid option for {LABELS[method]}: {exc}") from None
+        extractors[method] = extractor
+    if args.out and not args.no_figures:
+        filters = KSparseAutoencoder(n_components=args.n_components, max_iter=args.filter_epochs,
+                                     learning_rate=args.learning_rate)
+        try:
+            filters._validate_params()
+        except ValueError as exc:
+            raise UsageError(f"invalid option for the filter figure: {exc}") from None
+    if "ksparse" in args.methods and args.k > args.n_components:
+        raise UsageError(f"--k {args.k} is larger than --n-components {args.n_components}: "
+                         "the k-sparse layer would keep every unit")
+    return grid, extractors
+
+
+def check_out(out):
+    """Create the output folder and make sure a file can be written in it."""
+    folder = Path(out)
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+        probe = folder / ".skksae-write-test"
+        probe.write_text("")
+        probe.unlink()
+    except OSError as exc:
+        raise UsageError(f"--out {out}: cannot write there ({exc.strerror or exc})") from None
+
+
+def load_data(args):
+    """The dataset's train/test split; a missing or unreadable dataset (or a failed
+    download) is a :class:`UsageError` whose message says where it looked."""
+    if args.data_home is not None and not Path(args.data_home).is_dir():
+        raise UsageError(f"--data-home {args.data_home}: no such folder")
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # the download fallback's retry warnings
+            return load(args.dataset, args.data_home, args.seed)
+    except (OSError, ValueError, EOFError) as exc:
+        lines = [line.strip().removeprefix("- ") for line in str(exc).splitlines()]
+        raise UsageError("; ".join(line for line in lines if line)) from None
+
+
+def write_results(out, rows, dataset):
+    """results.md and results.csv in ``out`` for the rows finished so far, each
+    replaced whole (written beside, then renamed), so an interrupted run leaves
+    complete files."""
+    out = Path(out)
+    table = to_markdown(rows, dataset)
+    tmp = out / "results.md.tmp"
+    tmp.write_text(table + "\n")
+    os.replace(tmp, out / "results.md")
+    tmp = out / "results.csv.tmp"
+    with open(tmp, "w", newline="") as f:
+        writer = csv.DictWriter(f, fieldnames=ROW_FIELDS)
+        writer.writeheader()
+        writer.writerows(rows)
+    os.replace(tmp, out / "results.csv")
+
+
+class Progress:
+    """Where a long run is: the model, the epoch of how many, the time left for that
+    model.  One line updated in place on a terminal; on a log (not a terminal) a
+    plain line at every tenth of the epochs."""
+
+    def __init__(self, stream=None):
+        self.stream = sys.stderr if stream is None else stream
+        self.tty = self.stream.isatty()
+        self.label = ""
+        self.start = time.perf_counter()
+
+    def model(self, label):
+        self.label = label
+        self.start = time.perf_counter()
+
+    def __call__(self, estimator, epoch, n_epochs):
+        elapsed = time.perf_counter() - self.start
+        left = elapsed / epoch * (n_epochs - epoch)
+        text = (f"  [{self.label}] {type(estimator).__name__} epoch {epoch}/{n_epochs}, "
+                f"{elapsed:.0f} s so far, about {left:.0f} s left")
+        if self.tty:
+            end = "\n" if epoch == n_epochs else ""
+            self.stream.write("\r" + text + "\x1b[K" + end)
+        elif epoch == n_epochs or epoch % max(1, n_epochs // 10) == 0:
+            self.stream.write(text + "\n")
+        self.stream.flush()
+
+
+class _RBMLines(io.TextIOBase):
+    """Stands in for stdout while scikit-learn's BernoulliRBM fits: each of its
+    "[BernoulliRBM] Iteration i, ..." lines becomes a progress report, and is printed
+    only with ``--verbose``."""
+
+    def __init__(self, rbm, progress, echo):
+        self.rbm, self.progress, self.pending = rbm, progress, ""
+        self.echo = sys.stdout if echo else None  # the stream the lines would have gone to
+
+    def write(self, text):
+        self.pending += text
+        *lines, self.pending = self.pending.split("\n")
+        for line in lines:
+            match = re.search(r"Iteration (\d+),", line)
+            if match and self.progress is not None:
+                self.progress(self.rbm, int(match.group(1)), self.rbm.n_iter)
+            if self.echo is not None:
+                print(line, file=self.echo)
+        return len(text)
+
+
+def _fit_transform(extractor, X, progress, verbose):
+    """``extractor.fit(X).transform(X)`` with its epochs reported to ``progress``."""
+    if isinstance(extractor, BernoulliRBM):
+        with contextlib.redirect_stdout(_RBMLines(extractor, progress, verbose)):
+            extractor.fit(X)
+    else:
+        with _progress.reporting(progress):
+            extractor.fit(X)
+    return extractor.transform(X)
+
+
+def run(args, data, grid, extractors, rows, log=print, on_row=None, progress=None):
+    """Fit every method in turn; each finished row is appended to ``rows`` and
+    passed to ``on_row(rows)`` at once."""
+    X_train, X_test, y_train, y_test = data
     log(f"{args.dataset}: {X_train.shape[0]} training and {X_test.shape[0]} test samples, "
         f"{X_train.shape[1]} features")
-    grid = [float(c) for c in args.C.split(",")]
-    rows, fitted = [], {}
-    for method in args.methods:
-        log(f"== {LABELS[method]}")
-        extractor = make_extractor(method, args)
+    fitted = {}
+    for i, method in enumerate(args.methods, 1):
+        log(f"== {LABELS[method]} ({i} of {len(args.methods)})")
+        extractor = extractors[method]
+        if progress is not None:
+            progress.model(f"model {i}/{len(args.methods)}")
         t0 = time.perf_counter()
         if extractor is None:
             F_train = X_train
         else:
-            F_train = extractor.fit(X_train).transform(X_train)
+            F_train = _fit_transform(extractor, X_train, progress, args.verbose)
         fit_ae = time.perf_counter() - t0
         clf, C = fit_classifier(F_train, y_train, grid, args.seed, log)
         fit_time = time.perf_counter() - t0
@@ -172,6 +326,8 @@ def run(args, log=print):
             "transform_time_s": round(transform_time, 2),
             "C": C,
         })
+        if on_row is not None:
+            on_row(rows)
     if args.out and not args.no_figures:
         from ._figures import write_figures
 
@@ -238,6 +394,8 @@ def parse_args(argv):
             setattr(args, key, value)
     args.methods = [m.strip() for m in args.methods.split(",") if m.strip()]
     unknown = set(args.methods) - set(METHODS)
+    if not args.methods:
+        p.error(f"--methods is empty; choose from {', '.join(METHODS)}")
     if unknown:
         p.error(f"unknown methods {sorted(unknown)}; choose from {', '.join(METHODS)}")
     return args
@@ -246,21 +404,40 @@ def parse_args(argv):
 def main(argv=None):
     args = parse_args(sys.argv[1:] if argv is None else argv)
     start = time.perf_counter()
-    with warnings.catch_warnings():
-        # Epoch budgets are fixed on purpose; say so once instead of every fit.
-        warnings.simplefilter("ignore", ConvergenceWarning)
-        rows = run(args)
+    try:
+        # everything a user can get wrong is checked before any training
+        grid, extractors = check_options(args)
+        if args.out:
+            check_out(args.out)
+        data = load_data(args)
+    except UsageError as exc:
+        print(f"skksae: error: {exc}", file=sys.stderr)
+        return 2
+    rows = []
+    on_row = None if not args.out else (lambda rows: write_results(args.out, rows,
+                                                                   args.dataset))
+    try:
+        with warnings.catch_warnings():
+            # Epoch budgets are fixed on purpose; say so once instead of every fit.
+            warnings.simplefilter("ignore", ConvergenceWarning)
+            run(args, data, grid, extractors, rows, on_row=on_row, progress=Progress())
+    except KeyboardInterrupt:
+        if rows:
+            print("\n" + to_markdown(rows, args.dataset))
+        if not rows:
+            saved = "no row had finished"
+        elif args.out:
+            saved = (f"the {len(rows)} finished row(s) are in "
+                     f"{Path(args.out) / 'results.csv'} and results.md")
+        else:
+            saved = f"the {len(rows)} finished row(s) are above (no --out was given)"
+        print(f"\nskksae: interrupted; {saved}", file=sys.stderr)
+        return 130
     table = to_markdown(rows, args.dataset)
     print()
     print(table)
     print(f"\ntotal time {time.perf_counter() - start:.0f} s")
     if args.out:
         out = Path(args.out)
-        out.mkdir(parents=True, exist_ok=True)
-        (out / "results.md").write_text(table + "\n")
-        with open(out / "results.csv", "w", newline="") as f:
-            writer = csv.DictWriter(f, fieldnames=list(rows[0]))
-            writer.writeheader()
-            writer.writerows(rows)
         print(f"wrote {out / 'results.md'} and {out / 'results.csv'}")
     return 0

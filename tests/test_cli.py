@@ -1,12 +1,14 @@
 """The comparison command on the embedded digits data."""
 
 import csv
+import io
 
 import numpy as np
 import pytest
 from sklearn.datasets import load_digits
 from sklearn.linear_model import LogisticRegression
 
+from skksae import KSparseAutoencoder, _cli
 from skksae._cli import CLASSIFIER, fit_classifier, main, make_extractor, parse_args
 
 
@@ -66,3 +68,115 @@ def test_classifier_chosen_on_validation_then_refit_to_convergence():
     cold = LogisticRegression(C=C, **CLASSIFIER).fit(X, y)
     np.testing.assert_allclose(clf.coef_, cold.coef_, atol=1e-3 * np.abs(cold.coef_).max())
     np.testing.assert_array_equal(clf.predict(X), cold.predict(X))
+
+
+# --------------------------------------------------------------- as a user meets it
+def _one_error_line(capsys):
+    err = capsys.readouterr().err
+    lines = [line for line in err.splitlines() if line.strip()]
+    assert len(lines) == 1 and lines[0].startswith("skksae: error: "), err
+    assert "Traceback" not in err
+    return lines[0]
+
+
+@pytest.mark.parametrize("argv, message", [
+    (["--k", "0"], "'k' parameter of KSparseAutoencoder"),
+    (["--n-components", "10"], "--k 25 is larger than --n-components 10"),
+    (["--C", "1,x"], "--C must be comma-separated numbers"),
+    (["--C", "-1"], "'C' parameter of LogisticRegression"),
+    (["--epochs", "0"], "'max_iter' parameter"),
+    (["--dataset", "mnist", "--learning-rate", "-1"], "'learning_rate' parameter"),
+    (["--filter-epochs", "0", "--out", "OUT"], "filter figure"),
+])
+def test_bad_options_fail_before_any_data_or_training(argv, message, monkeypatch, capsys,
+                                                      tmp_path):
+    def no_loading(*args):
+        raise AssertionError("the data was loaded before the options were checked")
+
+    monkeypatch.setattr(_cli, "load", no_loading)
+    argv = [str(tmp_path / "out") if a == "OUT" else a for a in argv]
+    assert main(argv) == 2
+    assert message in _one_error_line(capsys)
+    assert not (tmp_path / "out").exists()
+
+
+def test_missing_or_corrupt_data_is_one_line(monkeypatch, capsys, tmp_path):
+    from urllib.error import URLError
+
+    import skksae.datasets
+
+    def offline(*args):
+        raise URLError("no network")
+
+    monkeypatch.setattr(skksae.datasets, "_fetch_openml", offline)
+    monkeypatch.delenv("SKKSAE_DATA_HOME", raising=False)
+    assert main(["--dataset", "mnist", "--data-home", str(tmp_path)]) == 2
+    line = _one_error_line(capsys)
+    assert "mnist was not found" in line and str(tmp_path) in line
+    for stem in ("train-images-idx3-ubyte", "train-labels-idx1-ubyte",
+                 "t10k-images-idx3-ubyte", "t10k-labels-idx1-ubyte"):
+        (tmp_path / stem).write_bytes(b"\x00\x00\x08\x03 not an image")
+    assert main(["--dataset", "mnist", "--data-home", str(tmp_path)]) == 2
+    assert "truncated or corrupt" in _one_error_line(capsys)
+
+
+def test_unwritable_output_is_one_line(capsys, tmp_path):
+    blocker = tmp_path / "a-file"
+    blocker.write_text("")
+    assert main(["--out", str(blocker / "results")]) == 2
+    assert "cannot write there" in _one_error_line(capsys)
+
+
+def test_a_data_home_that_does_not_exist_is_an_error(capsys, tmp_path):
+    # rather than a silent fall-back to the other places the loader searches
+    assert main(["--dataset", "fashion-mnist", "--data-home", str(tmp_path / "typo")]) == 2
+    assert "no such folder" in _one_error_line(capsys)
+
+
+def test_interrupted_run_keeps_its_finished_rows(monkeypatch, capsys, tmp_path):
+    def interrupt(self, X, y=None):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(_cli.DenoisingAutoencoder, "fit", interrupt)
+    out = tmp_path / "out"
+    argv = ["--methods", "raw,ksparse,dae", "--epochs", "3", "--n-components", "32",
+            "--k", "4", "--C", "1", "--out", str(out)]
+    assert main(argv) == 130
+    printed = capsys.readouterr()
+    assert "interrupted; the 2 finished row(s) are in" in printed.err
+    assert "Traceback" not in printed.err
+    assert "| KSparseAutoencoder + LogisticRegression |" in printed.out  # the table so far
+    with open(out / "results.csv") as f:
+        rows = list(csv.DictReader(f))
+    assert [r["method"].split(" ")[0] for r in rows] == ["LogisticRegression",
+                                                         "KSparseAutoencoder"]
+    assert "KSparseAutoencoder + LogisticRegression" in (out / "results.md").read_text()
+    assert not list(out.glob("*.tmp"))
+
+
+def test_progress_says_which_model_and_epoch(capsys):
+    assert main(["--methods", "ksparse,dae,rbm", "--epochs", "4", "--n-components", "32",
+                 "--k", "4", "--C", "1"]) == 0
+    printed = capsys.readouterr()
+    err = printed.err  # a log, not a terminal: plain lines
+    assert "[model 1/3] KSparseAutoencoder epoch 4/4" in err
+    assert "[model 2/3] DenoisingAutoencoder epoch 4/4" in err
+    assert "[model 3/3] BernoulliRBM epoch 4/4" in err
+    assert "s left" in err and "\r" not in err
+    assert "[BernoulliRBM]" not in printed.out  # its own lines only with --verbose
+
+
+def test_progress_updates_one_line_on_a_terminal():
+    class Terminal(io.StringIO):
+        def isatty(self):
+            return True
+
+    stream = Terminal()
+    progress = _cli.Progress(stream)
+    progress.model("k-sparse")
+    est = KSparseAutoencoder()
+    for epoch in range(1, 4):
+        progress(est, epoch, 3)
+    text = stream.getvalue()
+    assert text.count("\r") == 3 and text.count("\n") == 1 and text.endswith("\n")
+    assert "epoch 3/3" in text
