@@ -164,8 +164,8 @@ class _BaseAutoencoder(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEs
     def _recentred(self, params, new_mean):
         """Fitted ``params`` moved to a new input mean (``recentre``), in place."""
         if new_mean is not None:
-            _engine.recentre(params, self.mean_, new_mean, self._engine_options()["loss"]
-                             == "cross_entropy")
+            cross_entropy = self._engine_options()["loss"] == "cross_entropy"
+            _engine.recentre(params, self.mean_, new_mean, cross_entropy)
         return params
 
     def _epoch(self, engine, params, opt, X, epoch, rng, n_epochs):

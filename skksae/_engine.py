@@ -11,8 +11,8 @@ trained by mini-batch SGD with momentum or Adam on the summed per-sample loss
 averaged over the batch.  ``mu`` is the input mean when the model centres its
 input (else zero): training subtracts it from each mini-batch, and encoding and
 decoding fold it into the biases (:meth:`Engine.inference_params`), so a sparse
-input is never densified to be centred.  When k is set the decoder product and both weight
-gradients run over the compact (n, k) code with the Numba kernels in
+input is never densified to be centred.  When k is set the decoder product and both
+weight gradients run over the compact (n, k) code with the Numba kernels in
 :mod:`skksae._kernels`; otherwise they are dense BLAS products.
 
 Parameters and optimizer state are plain dicts of NumPy arrays, so the estimators
@@ -364,7 +364,8 @@ class Engine:
         dtype = params["W"].dtype
         mean = None if self.mean is None else self.mean.astype(dtype)
         # a linear decoder's target is centred too: subtract the mean while gathering
-        shift = np.zeros(X.shape[1], dtype) if mean is None or self.cross_entropy else mean
+        centre_target = mean is not None and not self.cross_entropy
+        shift = mean if centre_target else np.zeros(X.shape[1], dtype)
         # rows of a C-ordered array of the parameters' dtype are gathered by a kernel
         direct = (not sp.issparse(X) and X.dtype == dtype and X.flags.c_contiguous)
         with K.single_threaded_blas:
@@ -378,9 +379,11 @@ class Engine:
                         Xb = np.asarray(X[rows].toarray(), dtype=dtype, order="C")
                     else:
                         Xb = np.asarray(np.take(X, rows, axis=0), dtype=dtype, order="C")
-                    if shift is mean:
+                    if centre_target:
                         Xb -= mean
-                Xin = Xb - mean if mean is not None and shift is not mean else Xb
+                # a sigmoid decoder's target stays as it is; only the encoder's input
+                # is centred
+                Xin = Xb - mean if mean is not None and not centre_target else Xb
                 Xc = self.corrupt(Xin, rng) if self.corrupt is not None else Xin
                 batch_loss, batch_counts = self.loss_and_grads(
                     params, Xb, Xc, k, grads, buffers, opt
