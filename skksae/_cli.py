@@ -43,7 +43,37 @@ LABELS = {
 # Test error (%) reported by Makhzani & Frey (2013), Table 1, for MNIST with 1000 units.
 PAPER_MNIST = {"raw": 7.20, "rbm": 1.81, "dae": 1.95, "ksparse": 1.35}
 ROW_FIELDS = ["method", "test_error", "paper_test_error", "fit_time_s", "transform_time_s",
-              "C"]
+              "C", "settings"]
+# the options that decide a row's result; --resume reuses a row only when they match
+SETTINGS = ("dataset", "seed", "n_components", "k", "transform_k_factor", "ksparse_epochs",
+            "dae_epochs", "rbm_epochs", "learning_rate", "C")
+
+
+def settings(args):
+    """The options a row was computed with, as one string for the CSV."""
+    return ";".join(f"{key}={getattr(args, key)}" for key in SETTINGS)
+
+
+def finished_rows(args):
+    """Rows of ``--out``'s results.csv computed with the current settings, by method
+    label (for ``--resume``)."""
+    path = Path(args.out) / "results.csv"
+    if not path.is_file():
+        return {}
+    try:
+        with open(path, newline="") as f:
+            rows = list(csv.DictReader(f))
+    except (OSError, csv.Error) as exc:
+        raise UsageError(f"--resume: cannot read {path} ({exc})") from None
+    current = settings(args)
+    kept = {}
+    for row in rows:
+        if row.get("settings") == current:
+            for key in ("test_error", "paper_test_error", "fit_time_s", "transform_time_s",
+                        "C"):
+                row[key] = float(row[key]) if row[key] else None
+            kept[row["method"]] = row
+    return kept
 
 DEFAULTS = {
     # dataset: n_components, k, epochs of the k-sparse AE, of the denoising AE, of the
@@ -291,8 +321,15 @@ def run(args, data, grid, extractors, rows, log=print, on_row=None, progress=Non
     log(f"{args.dataset}: {X_train.shape[0]} training and {X_test.shape[0]} test samples, "
         f"{X_train.shape[1]} features")
     fitted = {}
+    done = finished_rows(args) if args.resume else {}
     for i, method in enumerate(args.methods, 1):
         log(f"== {LABELS[method]} ({i} of {len(args.methods)})")
+        if LABELS[method] in done:
+            log(f"   kept from {Path(args.out) / 'results.csv'} (same settings; --resume)")
+            rows.append(done[LABELS[method]])
+            if on_row is not None:
+                on_row(rows)
+            continue
         extractor = extractors[method]
         if progress is not None:
             progress.model(f"model {i}/{len(args.methods)}")
@@ -325,6 +362,7 @@ def run(args, data, grid, extractors, rows, log=print, on_row=None, progress=Non
             "fit_time_s": round(fit_time, 1),
             "transform_time_s": round(transform_time, 2),
             "C": C,
+            "settings": settings(args),
         })
         if on_row is not None:
             on_row(rows)
@@ -377,6 +415,9 @@ def parse_args(argv):
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--data-home", help="folder with the IDX files (MNIST, Fashion-MNIST)")
     p.add_argument("--out", help="folder for results.md, results.csv and the figures")
+    p.add_argument("--resume", action="store_true",
+                   help="with --out, keep the rows of results.csv computed with the same "
+                   "settings and run only the missing methods")
     p.add_argument("--no-figures", action="store_true",
                    help="with --out, write the tables only")
     p.add_argument("--filter-epochs", type=int,
@@ -394,6 +435,8 @@ def parse_args(argv):
             setattr(args, key, value)
     args.methods = [m.strip() for m in args.methods.split(",") if m.strip()]
     unknown = set(args.methods) - set(METHODS)
+    if args.resume and not args.out:
+        p.error("--resume needs --out (the folder whose results.csv it continues)")
     if not args.methods:
         p.error(f"--methods is empty; choose from {', '.join(METHODS)}")
     if unknown:

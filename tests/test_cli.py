@@ -180,3 +180,26 @@ def test_progress_updates_one_line_on_a_terminal():
     text = stream.getvalue()
     assert text.count("\r") == 3 and text.count("\n") == 1 and text.endswith("\n")
     assert "epoch 3/3" in text
+
+
+def test_resume_runs_only_the_missing_methods(monkeypatch, tmp_path, capsys):
+    out = tmp_path / "out"
+    common = ["--epochs", "3", "--n-components", "32", "--k", "4", "--C", "1", "--out",
+              str(out), "--no-figures"]
+    assert main(["--methods", "raw,ksparse"] + common) == 0
+    with open(out / "results.csv") as f:
+        first = list(csv.DictReader(f))
+
+    def must_not_train(self, X, y=None):
+        raise AssertionError("a finished method was trained again")
+
+    monkeypatch.setattr(_cli.KSparseAutoencoder, "fit", must_not_train)
+    assert main(["--methods", "raw,ksparse,dae", "--resume"] + common) == 0
+    assert "kept from" in capsys.readouterr().out
+    with open(out / "results.csv") as f:
+        rows = list(csv.DictReader(f))
+    assert rows[:2] == first  # the same rows, as they were
+    assert rows[2]["method"].startswith("DenoisingAutoencoder")
+    # other settings: nothing is reused
+    with pytest.raises(AssertionError, match="trained again"):
+        main(["--methods", "ksparse", "--resume", "--k", "5"] + common[:4] + common[6:])
