@@ -48,33 +48,6 @@ ROW_FIELDS = ["method", "test_error", "paper_test_error", "fit_time_s", "transfo
 SETTINGS = ("dataset", "seed", "n_components", "k", "transform_k_factor", "ksparse_epochs",
             "dae_epochs", "rbm_epochs", "learning_rate", "C")
 
-
-def settings(args):
-    """The options a row was computed with, as one string for the CSV."""
-    return ";".join(f"{key}={getattr(args, key)}" for key in SETTINGS)
-
-
-def finished_rows(args):
-    """Rows of ``--out``'s results.csv computed with the current settings, by method
-    label (for ``--resume``)."""
-    path = Path(args.out) / "results.csv"
-    if not path.is_file():
-        return {}
-    try:
-        with open(path, newline="") as f:
-            rows = list(csv.DictReader(f))
-    except (OSError, csv.Error) as exc:
-        raise UsageError(f"--resume: cannot read {path} ({exc})") from None
-    current = settings(args)
-    kept = {}
-    for row in rows:
-        if row.get("settings") == current:
-            for key in ("test_error", "paper_test_error", "fit_time_s", "transform_time_s",
-                        "C"):
-                row[key] = float(row[key]) if row[key] else None
-            kept[row["method"]] = row
-    return kept
-
 DEFAULTS = {
     # dataset: n_components, k, epochs of the k-sparse AE, of the denoising AE, of the
     # RBM and of each model of the filter figure, C grid
@@ -254,6 +227,32 @@ def write_results(out, rows, dataset):
     os.replace(tmp, out / "results.csv")
 
 
+def settings(args):
+    """The options a row was computed with, as one string for the CSV."""
+    return ";".join(f"{key}={getattr(args, key)}" for key in SETTINGS)
+
+
+def finished_rows(args):
+    """Rows of ``--out``'s results.csv computed with the current settings, by method
+    label (for ``--resume``)."""
+    path = Path(args.out) / "results.csv"
+    if not path.is_file():
+        return {}
+    current = settings(args)
+    kept = {}
+    try:
+        with open(path, newline="") as f:
+            for row in csv.DictReader(f):
+                if row.get("settings") == current:
+                    for key in ("test_error", "paper_test_error", "fit_time_s",
+                                "transform_time_s", "C"):
+                        row[key] = float(row[key]) if row[key] else None
+                    kept[row["method"]] = row
+    except (OSError, csv.Error, ValueError, KeyError, TypeError) as exc:
+        raise UsageError(f"--resume: cannot read {path} ({exc!r})") from None
+    return kept
+
+
 class Progress:
     """Where a long run is: the model, the epoch of how many, the time left for that
     model.  One line updated in place on a terminal; on a log (not a terminal) a
@@ -314,14 +313,16 @@ def _fit_transform(extractor, X, progress, verbose):
     return extractor.transform(X)
 
 
-def run(args, data, grid, extractors, rows, log=print, on_row=None, progress=None):
+def run(args, data, grid, extractors, rows, log=print, on_row=None, progress=None,
+        done=None):
     """Fit every method in turn; each finished row is appended to ``rows`` and
-    passed to ``on_row(rows)`` at once."""
+    passed to ``on_row(rows)`` at once.  Methods whose label is in ``done`` (rows of
+    an earlier run, :func:`finished_rows`) are not run again: their rows are reused."""
     X_train, X_test, y_train, y_test = data
     log(f"{args.dataset}: {X_train.shape[0]} training and {X_test.shape[0]} test samples, "
         f"{X_train.shape[1]} features")
     fitted = {}
-    done = finished_rows(args) if args.resume else {}
+    done = {} if done is None else done
     for i, method in enumerate(args.methods, 1):
         log(f"== {LABELS[method]} ({i} of {len(args.methods)})")
         if LABELS[method] in done:
@@ -452,6 +453,7 @@ def main(argv=None):
         grid, extractors = check_options(args)
         if args.out:
             check_out(args.out)
+        done = finished_rows(args) if args.resume else {}
         data = load_data(args)
     except UsageError as exc:
         print(f"skksae: error: {exc}", file=sys.stderr)
@@ -463,7 +465,8 @@ def main(argv=None):
         with warnings.catch_warnings():
             # Epoch budgets are fixed on purpose; say so once instead of every fit.
             warnings.simplefilter("ignore", ConvergenceWarning)
-            run(args, data, grid, extractors, rows, on_row=on_row, progress=Progress())
+            run(args, data, grid, extractors, rows, on_row=on_row, progress=Progress(),
+                done=done)
     except KeyboardInterrupt:
         if rows:
             print("\n" + to_markdown(rows, args.dataset))

@@ -203,3 +203,11 @@ def test_resume_runs_only_the_missing_methods(monkeypatch, tmp_path, capsys):
     # other settings: nothing is reused
     with pytest.raises(AssertionError, match="trained again"):
         main(["--methods", "ksparse", "--resume", "--k", "5"] + common[:4] + common[6:])
+
+
+def test_resume_with_an_unreadable_results_file_is_one_line(capsys, tmp_path):
+    out = tmp_path / "out"
+    out.mkdir()
+    (out / "results.csv").write_bytes(b"method,settings\n\xff\xfe not text\n")
+    assert main(["--methods", "raw", "--C", "1", "--out", str(out), "--resume"]) == 2
+    assert "--resume: cannot read" in _one_error_line(capsys)
