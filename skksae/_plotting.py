@@ -3,6 +3,17 @@
 import numpy as np
 
 
+def _check_image_shape(components, image_shape):
+    """``image_shape`` as (height, width), checked against the filters' length."""
+    h, w = image_shape
+    if h * w != components.shape[1]:
+        raise ValueError(
+            f"image_shape {image_shape} has {h * w} pixels but the filters have "
+            f"{components.shape[1]} features."
+        )
+    return h, w
+
+
 def filter_mosaic(components, image_shape, n_filters=None, n_cols=None, pad=1):
     """Arrange rows of ``components`` as image tiles in one 2-D array.
 
@@ -46,12 +57,7 @@ def filter_mosaic(components, image_shape, n_filters=None, n_cols=None, pad=1):
     (5, 8)
     """
     components = np.asarray(components)
-    h, w = image_shape
-    if h * w != components.shape[1]:
-        raise ValueError(
-            f"image_shape {image_shape} has {h * w} pixels but the filters have "
-            f"{components.shape[1]} features."
-        )
+    h, w = _check_image_shape(components, image_shape)
     n = components.shape[0] if n_filters is None else min(n_filters, components.shape[0])
     cols = n_cols or int(np.ceil(np.sqrt(n)))
     rows = int(np.ceil(n / cols))
@@ -106,12 +112,7 @@ def filter_extent(components, image_shape):
     1.414
     """
     components = np.asarray(components, dtype=np.float64)
-    h, w = image_shape
-    if h * w != components.shape[1]:
-        raise ValueError(
-            f"image_shape {image_shape} has {h * w} pixels but the filters have "
-            f"{components.shape[1]} features."
-        )
+    h, w = _check_image_shape(components, image_shape)
     energy = components**2
     total = energy.sum(axis=1, keepdims=True)
     energy = np.divide(energy, total, out=np.zeros_like(energy), where=total > 0)
