@@ -172,10 +172,11 @@ def check_options(args):
                 raise UsageError(f"invalid option for {LABELS[method]}: {exc}") from None
         extractors[method] = extractor
     if args.out and not args.no_figures:
-        filters = KSparseAutoencoder(n_components=args.n_components, max_iter=args.filter_epochs,
-                                     learning_rate=args.learning_rate)
+        from ._figures import FILTER_KS, filter_model
+
         try:
-            filters._validate_params()
+            for k in FILTER_KS:
+                filter_model(args, k)._validate_params()
         except ValueError as exc:
             raise UsageError(f"invalid option for the filter figure: {exc}") from None
     if "ksparse" in args.methods and args.k > args.n_components:

@@ -11,6 +11,15 @@ from ._plotting import filter_extent, filter_mosaic
 FILTER_KS = (70, 40, 25, 10)
 
 
+def filter_model(args, k):
+    """The unfitted k-sparse model of the filter figure for one k (the command checks
+    its parameters before any training, then :func:`write_figures` fits it)."""
+    return KSparseAutoencoder(n_components=args.n_components, k=min(k, args.n_components),
+                              transform_k_factor=1, max_iter=args.filter_epochs, tol=0.0,
+                              solver="sgd", learning_rate=args.learning_rate,
+                              random_state=args.seed)
+
+
 def write_figures(out, X_train, X_test, fitted, image_shape, args, log=print):
     """Write ``filters.png`` (the paper's figure: filters for k = 70, 40, 25, 10),
     ``reconstructions.png`` and ``loss_curves.png`` into the folder ``out``.
@@ -34,10 +43,8 @@ def write_figures(out, X_train, X_test, fitted, image_shape, args, log=print):
     # median spatial extent of their energy measures how local they are.
     fig, axes = plt.subplots(1, len(FILTER_KS), figsize=(4 * len(FILTER_KS), 4.6))
     for ax, k in zip(axes, FILTER_KS):
-        k = min(k, args.n_components)
-        ae = KSparseAutoencoder(n_components=args.n_components, k=k, transform_k_factor=1,
-                                max_iter=args.filter_epochs, tol=0.0, solver="sgd",
-                                learning_rate=args.learning_rate, random_state=args.seed)
+        ae = filter_model(args, k)
+        k = ae.k  # at most n_components
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", ConvergenceWarning)
             ae.fit(X_train)
