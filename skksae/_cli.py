@@ -29,7 +29,7 @@ from sklearn.neural_network import BernoulliRBM
 from sklearn.pipeline import make_pipeline
 from sklearn.preprocessing import MaxAbsScaler
 
-from . import _progress
+from . import _finetune, _progress
 from ._denoising import DenoisingAutoencoder
 from ._ksparse import KSparseAutoencoder
 
@@ -179,7 +179,12 @@ def check_options(args):
                 filter_model(args, k)._validate_params()
         except ValueError as exc:
             raise UsageError(f"invalid option for the filter figure: {exc}") from None
-    if "ksparse" in args.methods and args.k > args.n_components:
+    if args.table != "features":
+        try:
+            _finetune.check_finetune_options(args)
+        except ValueError as exc:
+            raise UsageError(f"invalid option for the fine-tuning table: {exc}") from None
+    if ("ksparse" in args.methods or args.table != "features") and args.k > args.n_components:
         raise UsageError(f"--k {args.k} is larger than --n-components {args.n_components}: "
                          "the k-sparse layer would keep every unit")
     return grid, extractors
@@ -226,6 +231,21 @@ def write_results(out, rows, dataset):
         writer.writeheader()
         writer.writerows(rows)
     os.replace(tmp, out / "results.csv")
+
+
+def write_finetune_results(out, rows):
+    """finetune.md and finetune.csv in ``out`` for the rows finished so far (each
+    replaced whole, as :func:`write_results` does)."""
+    out = Path(out)
+    tmp = out / "finetune.md.tmp"
+    tmp.write_text(_finetune.finetune_markdown(rows) + "\n")
+    os.replace(tmp, out / "finetune.md")
+    tmp = out / "finetune.csv.tmp"
+    with open(tmp, "w", newline="") as f:
+        writer = csv.DictWriter(f, fieldnames=_finetune.FINETUNE_FIELDS)
+        writer.writeheader()
+        writer.writerows(rows)
+    os.replace(tmp, out / "finetune.csv")
 
 
 def settings(args):
@@ -424,17 +444,38 @@ def parse_args(argv):
                    help="with --out, write the tables only")
     p.add_argument("--filter-epochs", type=int,
                    help="epochs of each model in the filter figure (k = 70, 40, 25, 10)")
+    p.add_argument("--table", choices=("features", "fine-tune", "all"), default="features",
+                   help="features: logistic regression on frozen features (the default); "
+                   "fine-tune: deep networks from random weights and from pretrained "
+                   "stacks, fine-tuned; all: both tables")
+    p.add_argument("--depths", default="1,2",
+                   help="fine-tuning table: comma-separated numbers of hidden layers")
+    p.add_argument("--pretrain-ksparse-epochs", type=int,
+                   help="fine-tuning table: epochs of each k-sparse layer's pretraining")
+    p.add_argument("--pretrain-dae-epochs", type=int,
+                   help="fine-tuning table: epochs of each denoising layer's pretraining")
+    p.add_argument("--finetune-epochs", type=int,
+                   help="fine-tuning table: most epochs of each network's fine-tuning "
+                   "(early stopping on a validation split picks the epoch)")
+    p.add_argument("--finetune-learning-rate", type=float,
+                   help="fine-tuning table: SGD learning rate")
     p.add_argument("--verbose", type=int, default=0, help="per-epoch training lines")
     args = p.parse_args(argv)
     if args.epochs is not None:
-        for key in ("ksparse_epochs", "dae_epochs", "rbm_epochs"):
+        for key in ("ksparse_epochs", "dae_epochs", "rbm_epochs", "filter_epochs",
+                    "pretrain_ksparse_epochs", "pretrain_dae_epochs", "finetune_epochs"):
             if getattr(args, key) is None:
                 setattr(args, key, args.epochs)
-    if args.epochs is not None and args.filter_epochs is None:
-        args.filter_epochs = args.epochs
-    for key, value in DEFAULTS[args.dataset].items():
+    for key, value in {**DEFAULTS[args.dataset],
+                       **_finetune.FINETUNE_DEFAULTS[args.dataset]}.items():
         if getattr(args, key) is None:
             setattr(args, key, value)
+    try:
+        args.depths = [int(d) for d in args.depths.split(",") if d.strip()]
+    except ValueError:
+        p.error(f"--depths must be comma-separated integers; got {args.depths!r}")
+    if not args.depths or min(args.depths) < 1:
+        p.error("--depths needs at least one number of hidden layers, each at least 1")
     args.methods = [m.strip() for m in args.methods.split(",") if m.strip()]
     unknown = set(args.methods) - set(METHODS)
     if args.resume and not args.out:
@@ -459,18 +500,27 @@ def main(argv=None):
     except UsageError as exc:
         print(f"skksae: error: {exc}", file=sys.stderr)
         return 2
-    rows = []
+    rows, ft_rows = [], []
     on_row = None if not args.out else (lambda rows: write_results(args.out, rows,
                                                                    args.dataset))
+    on_ft_row = None if not args.out else (lambda rows: write_finetune_results(args.out,
+                                                                               rows))
     try:
         with warnings.catch_warnings():
             # Epoch budgets are fixed on purpose; say so once instead of every fit.
             warnings.simplefilter("ignore", ConvergenceWarning)
-            run(args, data, grid, extractors, rows, on_row=on_row, progress=Progress(),
-                done=done)
+            if args.table != "fine-tune":
+                run(args, data, grid, extractors, rows, on_row=on_row, progress=Progress(),
+                    done=done)
+            if args.table != "features":
+                ft_rows.extend(_finetune.run_finetune(args, data, on_row=on_ft_row,
+                                                      progress=Progress()))
     except KeyboardInterrupt:
         if rows:
             print("\n" + to_markdown(rows, args.dataset))
+        if ft_rows:
+            print("\n" + _finetune.finetune_markdown(ft_rows))
+        rows = rows + ft_rows
         if not rows:
             saved = "no row had finished"
         elif args.out:
@@ -480,11 +530,17 @@ def main(argv=None):
             saved = f"the {len(rows)} finished row(s) are above (no --out was given)"
         print(f"\nskksae: interrupted; {saved}", file=sys.stderr)
         return 130
-    table = to_markdown(rows, args.dataset)
-    print()
-    print(table)
+    if rows:
+        print()
+        print(to_markdown(rows, args.dataset))
+    if ft_rows:
+        print()
+        print(_finetune.finetune_markdown(ft_rows))
     print(f"\ntotal time {time.perf_counter() - start:.0f} s")
     if args.out:
         out = Path(args.out)
-        print(f"wrote {out / 'results.md'} and {out / 'results.csv'}")
+        if rows:
+            print(f"wrote {out / 'results.md'} and {out / 'results.csv'}")
+        if ft_rows:
+            print(f"wrote {out / 'finetune.md'} and {out / 'finetune.csv'}")
     return 0

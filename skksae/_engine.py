@@ -332,24 +332,27 @@ class Engine:
             return opt[f"v_{name}"], opt[f"v_{name}"]  # the second slot is not read
         return opt[f"m_{name}"], opt[f"v_{name}"]
 
-    def _update(self, params, grads, opt, names, solver, rate, beta1):
-        """The optimizer step of the named parameters."""
+    def _update(self, params, grads, opt, names, solver, rate, beta1, l2=None):
+        """The optimizer step of the named parameters; ``l2`` maps names to the
+        coefficient of an L2 penalty's gradient ``l2 * p`` (none by default)."""
         for name in names:
             p = params[name]
             s1, s2 = self._slots(opt, name, p)
             K.call(
                 K.optimizer_update, solver, p.reshape(-1), s1.reshape(-1), s2.reshape(-1),
                 grads[name].reshape(-1), rate, beta1, self.beta_2, self.epsilon,
+                0.0 if l2 is None else l2.get(name, 0.0),
             )
 
     # -------------------------------------------------------------------- epoch
-    def run_epoch(self, params, opt, X, k, batch_size, shuffle, rng):
+    def run_epoch(self, params, opt, X, k, batch_size, shuffle, rng, Y=None):
         """One pass over X in mini-batches.  Returns (mean loss, activity counts).
 
         Each mini-batch is centred on ``mean`` (when set): the target of a linear
         decoder is the centred batch; a sigmoid decoder's target stays the batch as it
         is, and only the encoder's input is centred.  Corruption applies to the
-        encoder's input.
+        encoder's input.  With ``Y`` (supervised training, :class:`StackEngine`) the
+        target is the batch's rows of Y and the input the batch of X.
 
         Raises FloatingPointError as soon as a batch loss is not finite; the caller
         owns ``params`` and ``opt`` and discards them then.
@@ -359,9 +362,9 @@ class Engine:
         order = rng.permutation(n) if shuffle else np.arange(n)
         grads = {name: np.empty_like(p) for name, p in params.items()}
         buffers = {}
-        counts = np.zeros(params["W"].shape[0], dtype=np.int64)
+        counts = None
         total = 0.0
-        dtype = params["W"].dtype
+        dtype = next(iter(params.values())).dtype
         mean = None if self.mean is None else self.mean.astype(dtype)
         # a linear decoder's target is centred too: subtract the mean while gathering
         centre_target = mean is not None and not self.cross_entropy
@@ -385,13 +388,14 @@ class Engine:
                 # is centred
                 Xin = Xb - mean if mean is not None and not centre_target else Xb
                 Xc = self.corrupt(Xin, rng) if self.corrupt is not None else Xin
+                target = Xb if Y is None else np.asarray(Y[rows], dtype=dtype, order="C")
                 batch_loss, batch_counts = self.loss_and_grads(
-                    params, Xb, Xc, k, grads, buffers, opt
+                    params, target, Xc, k, grads, buffers, opt
                 )
                 if not np.isfinite(batch_loss):
                     self._diverged(f"the loss became {batch_loss} on the batch starting at "
                                    f"sample {start}")
-                counts += batch_counts
+                counts = batch_counts if counts is None else counts + batch_counts
                 total += batch_loss * Xb.shape[0]
         # the last update is not checked by any loss: check the weights themselves
         for name, p in params.items():
@@ -405,6 +409,152 @@ class Engine:
             "likely too large for the scale of the data; lower learning_rate or scale "
             "the input (for example with StandardScaler or MinMaxScaler)."
         )
+
+
+class StackEngine(Engine):
+    """A stack of encoder layers under a softmax output layer, trained by
+    backpropagation on the cross-entropy: the fine-tuning network.
+
+    Layer ``l`` (0-based; ``L`` hidden layers) computes
+    ``H_l = act_l(select_k_l(H_{l-1} W_l^T + b_l))`` from ``H_{-1} = X``, and the
+    output layer the logits ``H_{L-1} W_L^T + b_L``.  Parameters are ``"W<l>"``,
+    ``"b<l>"`` for l = 0 .. L (unit-major, as the autoencoders store their encoders),
+    so the optimizer, the epoch loop and the checks are the :class:`Engine`'s.
+
+    A top-k layer keeps its sparse backward: its weight gradient and the gradient
+    passed to the layer below run over the compact (n, k) code
+    (:func:`_kernels.topk_unit_grads`, :func:`_kernels.compact_matmul`); dense layers
+    use BLAS products.  Layers below ``first_trained`` are frozen (no gradient, no
+    step).  ``alpha`` is an L2 penalty on the weights of the trained layers, added
+    to the mean batch loss as ``0.5 * alpha * sum ||W||^2 / batch`` (the convention
+    of :class:`~sklearn.neural_network.MLPClassifier`).
+    """
+
+    def __init__(self, *, layers, solver, learning_rate, alpha=0.0, first_trained=0,
+                 momentum=0.9, beta_1=0.9, beta_2=0.999, epsilon=1e-8):
+        self.layers = [(K.ACTIVATIONS[activation], k) for activation, k in layers]
+        self.alpha = alpha
+        self.first_trained = first_trained
+        self.solver = solver
+        self.learning_rate = learning_rate
+        self.momentum = momentum
+        self.beta_1 = beta_1
+        self.beta_2 = beta_2
+        self.epsilon = epsilon
+        self.corrupt = None
+        self.mean = None
+        self.cross_entropy = False
+
+    def trained_names(self):
+        """Names of the parameters the optimizer updates."""
+        return [f"{p}{l}" for l in range(self.first_trained, len(self.layers) + 1)
+                for p in ("W", "b")]
+
+    def _layer_forward(self, l, params, A, Z):
+        """Layer l on the input A into the buffer Z (dense, n x units); returns
+        (H, k) with H the activated output (Z itself) and k the layer's effective k
+        (None: every unit)."""
+        activation, k = self.layers[l]
+        W, b = params[f"W{l}"], params[f"b{l}"]
+        if k is not None and k >= W.shape[0]:
+            k = None
+        Z = _encoder_product(A, W, Z)
+        if k is None:
+            Z += b
+            return _activate_dense(Z, activation), None
+        return Z, k
+
+    def logits(self, params, X, chunk_size=4096):
+        """The output layer's logits for X (dense or CSR), chunk by chunk."""
+        L = len(self.layers)
+        dtype = params["W0"].dtype
+        out = np.empty((X.shape[0], params[f"W{L}"].shape[0]), dtype=dtype)
+        buffers = {}
+        with K.single_threaded_blas:
+            for start in range(0, X.shape[0], chunk_size):
+                A = X[start : start + chunk_size]
+                n = A.shape[0]
+                for l in range(L):
+                    units = params[f"W{l}"].shape[0]
+                    A, k = self._layer_forward(l, params, A, _buffer(buffers, f"Z{l}",
+                                                                     (n, units), dtype))
+                    if k is not None:
+                        K.call(K.topk_dense_inplace, A, params[f"b{l}"], k,
+                               self.layers[l][0])
+                o = out[start : start + n]
+                K.matmul(A, False, params[f"W{L}"], True, o)
+                o += params[f"b{L}"]
+        return out
+
+    def loss_and_grads(self, params, Y, X, k, grads, buffers=None, opt=None):
+        """Mean cross-entropy (plus the L2 penalty) of one batch, the gradients of the
+        trained layers and, with ``opt``, the optimizer step.  ``Y`` holds the
+        one-hot targets, ``X`` the input; ``k`` is unused (each layer has its own).
+        Returns the loss and an empty activity count."""
+        if buffers is None:
+            buffers = {}
+        L = len(self.layers)
+        n = X.shape[0]
+        dtype = params["W0"].dtype
+        scale = 1.0 / n
+        # forward: every layer's output, and the compact code of the top-k layers
+        outputs, codes = [], []
+        A = X
+        for l in range(L):
+            units = params[f"W{l}"].shape[0]
+            A, kl = self._layer_forward(l, params, A, _buffer(buffers, f"Z{l}", (n, units),
+                                                              dtype))
+            code = None
+            if kl is not None:
+                idx = _buffer(buffers, f"idx{l}", (n, kl), np.int64)
+                vals = _buffer(buffers, f"vals{l}", (n, kl), dtype)
+                K.call(K.topk_rows_dense, A, params[f"b{l}"], kl, self.layers[l][0], idx,
+                       vals)
+                code = (idx, vals)
+            outputs.append(A)
+            codes.append(code)
+        WL = params[f"W{L}"]
+        G = K.matmul(A, False, WL, True, _buffer(buffers, "out", (n, WL.shape[0]), dtype))
+        G += params[f"b{L}"]
+        total = K.call(K.softmax_residual, G, Y, scale)
+        # backward, from the output layer down to the first trained layer; the
+        # penalty's gradient is added in the optimizer step (or to the gradients
+        # when there is no step)
+        for l in range(L, self.first_trained - 1, -1):
+            A_in = outputs[l - 1] if l > 0 else X
+            W = params[f"W{l}"]
+            if self.alpha:
+                total += 0.5 * self.alpha * float(np.vdot(W, W))
+            if l == L or codes[l] is None:
+                if l < L:  # dense hidden layer: G holds dL/dH; make it dL/dZ
+                    act_grad = _activation_grad_dense(outputs[l], self.layers[l][0])
+                    if act_grad is not None:
+                        G *= act_grad
+                K.matmul(G, True, A_in, False, grads[f"W{l}"])
+                K.call(K.column_sums, G, grads[f"b{l}"])
+                if l > self.first_trained:
+                    G = K.matmul(G, False, W, False,
+                                 _buffer(buffers, f"dA{l}", (n, W.shape[1]), dtype))
+            else:  # top-k layer: the backward runs over the compact code
+                idx, vals = codes[l]
+                kl = idx.shape[1]
+                indptr, pos = K.units_index(idx, W.shape[0])
+                dz = _buffer(buffers, f"dz{l}", (n, kl), dtype)
+                K.call(K.topk_unit_grads, indptr, pos, kl, vals, G, A_in, self.layers[l][0],
+                       grads[f"W{l}"], grads[f"b{l}"], dz)
+                if l > self.first_trained:
+                    G = _buffer(buffers, f"dA{l}", (n, W.shape[1]), dtype)
+                    K.call(K.compact_matmul, idx, dz, W, G)
+        l2 = self.alpha * scale
+        weights = {f"W{l}": l2 for l in range(L + 1)}
+        if opt is not None:
+            self._update(params, grads, opt, self.trained_names(), *self._tick(opt),
+                         l2=weights)
+        elif self.alpha:
+            for name in self.trained_names():
+                if name in weights:
+                    grads[name] += l2 * params[name]
+        return total * scale, np.zeros(0, dtype=np.int64)
 
 
 def _encoder_product(X, W, out):

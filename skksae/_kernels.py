@@ -511,16 +511,18 @@ _TINY64 = float(np.finfo(np.float64).tiny)
 
 
 @njit(cache=True, inline="always")
-def _update_block(solver, w, s1, s2, g, rate, beta1, beta2, epsilon):
+def _update_block(solver, w, s1, s2, g, rate, beta1, beta2, epsilon, l2=0.0):
     """One optimizer step on a 1-D slice, computed in the slice's precision.
 
     SGD with momentum: ``s1`` is the velocity, ``rate`` the learning rate and
     ``beta1`` the momentum.  Adam: ``s1, s2`` are the moment estimates and ``rate``
-    the step size with the bias corrections folded in.
+    the step size with the bias corrections folded in.  ``l2`` adds ``l2 * w`` to
+    the gradient (an L2 penalty's), read before the step.
     """
     # the float64 settings would otherwise promote every float32 operation
     real = w.dtype.type
     rate, beta1, beta2, epsilon = real(rate), real(beta1), real(beta2), real(epsilon)
+    l2 = real(l2)
     zero, one = real(0), real(1)
     # The state of a unit that gets no gradient decays geometrically and reaches the
     # subnormal range after about a thousand steps, where every operation on it takes
@@ -529,13 +531,13 @@ def _update_block(solver, w, s1, s2, g, rate, beta1, beta2, epsilon):
     tiny = real(_TINY32) if w.itemsize == 4 else real(_TINY64)
     if solver == SGD:
         for i in range(w.shape[0]):
-            vi = beta1 * s1[i] - rate * g[i]
+            vi = beta1 * s1[i] - rate * (g[i] + l2 * w[i])
             vi = zero if abs(vi) < tiny else vi
             s1[i] = vi
             w[i] += vi
     elif solver == ADAM:
         for i in range(w.shape[0]):
-            gi = g[i]
+            gi = g[i] + l2 * w[i]
             mi = beta1 * s1[i] + (one - beta1) * gi
             vi = beta2 * s2[i] + (one - beta2) * gi * gi
             mi = zero if abs(mi) < tiny else mi
@@ -546,7 +548,7 @@ def _update_block(solver, w, s1, s2, g, rate, beta1, beta2, epsilon):
 
 
 @njit(parallel=True, cache=True)
-def optimizer_update(solver, w, s1, s2, g, rate, beta1, beta2, epsilon):
+def optimizer_update(solver, w, s1, s2, g, rate, beta1, beta2, epsilon, l2):
     """:func:`_update_block` over flat arrays, in parallel blocks."""
     n = w.shape[0]
     n_blocks = max(1, min(64, n // 4096))
@@ -554,7 +556,7 @@ def optimizer_update(solver, w, s1, s2, g, rate, beta1, beta2, epsilon):
         lo = blk * n // n_blocks
         hi = (blk + 1) * n // n_blocks
         _update_block(solver, w[lo:hi], s1[lo:hi], s2[lo:hi], g[lo:hi], rate, beta1, beta2,
-                      epsilon)
+                      epsilon, l2)
 
 
 @njit(parallel=True, cache=True, fastmath={"reassoc", "contract"})
@@ -714,3 +716,123 @@ def topk_decode_residual(Z, bias, k, activation, idx, vals, D, c, X, out_activat
             total[i] = _decode_residual_row(idx[i], vals[i], D, c, X[i], out_activation,
                                             cross_entropy, scale, G[i])
     return total.sum()
+
+
+# ----------------------------------------------------------------------------
+# A stack of layers with a softmax output (the fine-tuning classifier)
+
+
+@njit(parallel=True, cache=True)
+def topk_rows_dense(Z, bias, k, activation, idx, vals):
+    """:func:`topk_rows` into ``idx, vals``, and ``Z`` overwritten, row by row while
+    it is in cache, by the dense activated code (zeros off the top k): the forward
+    pass of a top-k layer that feeds another layer."""
+    n = Z.shape[0]
+    n_blocks = _row_blocks(n)
+    for blk in prange(n_blocks):
+        lo = blk * n // n_blocks
+        hi = (blk + 1) * n // n_blocks
+        _topk_block(Z, bias, k, activation, lo, hi, idx, vals)
+        for i in range(lo, hi):
+            z = Z[i]
+            z[:] = 0
+            for p in range(k):
+                z[idx[i, p]] = vals[i, p]
+
+
+@njit(parallel=True, cache=True)
+def softmax_residual(out, Y, scale):
+    """Softmax cross-entropy of each row of the logits ``out`` against the rows of
+    ``Y`` (one-hot, or any distribution over the classes); ``out`` is overwritten by
+    ``(softmax(out) - Y) * scale``, the gradient with respect to the logits.  Returns
+    the summed loss, computed in float64 with the log-sum-exp shift."""
+    n, n_classes = out.shape
+    total = np.zeros(n)
+    for i in prange(n):
+        o = out[i]
+        y = Y[i]
+        mx = -np.inf
+        for j in range(n_classes):
+            mx = max(mx, np.float64(o[j]))
+        s = 0.0
+        for j in range(n_classes):
+            s += np.exp(np.float64(o[j]) - mx)
+        lse = mx + np.log(s)
+        loss = 0.0
+        for j in range(n_classes):
+            v = np.float64(o[j]) - lse
+            loss -= y[j] * v
+            o[j] = (np.exp(v) - y[j]) * scale
+        total[i] = loss
+    return total.sum()
+
+
+@njit(cache=True, fastmath={"reassoc", "contract"})
+def _topk_unit_grads_rows(indptr, pos, k, vals, dH, X, activation, gW, gb, dz, lo, hi):
+    """:func:`topk_unit_grads` for units lo:hi."""
+    d = gW.shape[1]
+    zero = gW.dtype.type(0)
+    one = gW.dtype.type(1)
+    for u in range(lo, hi):
+        w = gW[u]
+        for f in range(d):
+            w[f] = 0
+        s = zero
+        for e in range(indptr[u], indptr[u + 1]):
+            p = pos[e]
+            i = p // k
+            j = p - i * k
+            a = vals[i, j]
+            g = dH[i, u]
+            if activation == RELU:
+                if a <= zero:
+                    g = zero
+            elif activation == SIGMOID:
+                g *= a * (one - a)
+            dz[i, j] = g
+            s += g
+            x = X[i]
+            for f in range(d):
+                w[f] += g * x[f]
+        gb[u] = s
+
+
+@njit(parallel=True, cache=True)
+def topk_unit_grads(indptr, pos, k, vals, dH, X, activation, gW, gb, dz):
+    """Backward pass of a top-k layer over its kept entries, one hidden unit per
+    iteration; O(n k d).
+
+    ``dH`` (n, n_units) is the gradient of the loss with respect to the layer's
+    output; for each entry (i, j) that selected unit u (value ``a = vals[i, j]``) the
+    pre-activation gradient is ``g = dH[i, u] * act'(a)``, written to ``dz[i, j]``;
+    then ``gW[u] = sum g * X[i]`` and ``gb[u] = sum g``.  Units no sample selected get
+    zero rows.  ``indptr, pos`` come from :func:`units_index`.
+
+    Unlike :func:`unit_backward` the optimizer step is not fused in: an Adam step per
+    row inside the loop ran several times slower than the same step over the flat
+    array, and one per block of rows was no faster than :func:`optimizer_update`
+    after the kernel (the step is bound by memory bandwidth either way).
+    """
+    n_units = gW.shape[0]
+    n_blocks = min(n_units, 16)
+    for blk in prange(n_blocks):
+        _topk_unit_grads_rows(indptr, pos, k, vals, dH, X, activation, gW, gb, dz,
+                              blk * n_units // n_blocks, (blk + 1) * n_units // n_blocks)
+
+
+@njit(parallel=True, cache=True, fastmath={"reassoc", "contract"})
+def compact_matmul(idx, vals, B, out):
+    """``out = H @ B`` for a compact code H (row i holds ``vals[i, j]`` in column
+    ``idx[i, j]``): each output row sums k rows of B; O(n k d)."""
+    n, k = idx.shape
+    d = B.shape[1]
+    for i in prange(n):
+        o = out[i]
+        for f in range(d):
+            o[f] = 0
+        for j in range(k):
+            a = vals[i, j]
+            if a != 0:
+                r = B[idx[i, j]]
+                for f in range(d):
+                    o[f] += a * r[f]

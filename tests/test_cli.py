@@ -30,6 +30,51 @@ def test_main_job_on_digits_writes_tables(tmp_path, capsys):
         assert (out / name).stat().st_size > 1000
 
 
+def test_fine_tuning_table_on_digits(tmp_path, capsys):
+    out = tmp_path / "out"
+    rc = main(["--table", "fine-tune", "--epochs", "3", "--finetune-epochs", "15",
+               "--finetune-learning-rate", "0.05", "--n-components", "32", "--k", "4",
+               "--out", str(out)])
+    assert rc == 0
+    printed = capsys.readouterr().out
+    assert "| network | test error (%)" in printed
+    assert not (out / "results.csv").exists()  # the features table did not run
+    with open(out / "finetune.csv") as f:
+        rows = list(csv.DictReader(f))
+    # two architectures x two starts x two depths, the second layer pretrained on the
+    # first layer's codes (so a two-layer stack's pretraining includes the first's)
+    assert len(rows) == 8
+    assert {(r["hidden_layers"], r["init"]) for r in rows} == {
+        (d, i) for d in ("1", "2") for i in ("random init", "pretrained")}
+    assert sum("k-sparse pretrained" in r["network"] for r in rows) == 2
+    assert sum("denoising pretrained" in r["network"] for r in rows) == 2
+    by = {(r["network"].split(", ")[0], r["init"]): r for r in rows}
+    for r in rows:
+        assert 0 <= float(r["test_error"]) < 60  # far better than chance (90%)
+        assert 1 <= int(r["epochs"]) <= 15
+        if r["init"] == "random init":
+            assert float(r["pretrain_time_s"]) == 0
+    one = float(by[("1 x 32 top-k", "pretrained")]["pretrain_time_s"])
+    two = float(by[("2 x 32 top-k", "pretrained")]["pretrain_time_s"])
+    assert two >= one
+    assert (out / "finetune.md").read_text().startswith("| network | test error (%)")
+
+
+@pytest.mark.parametrize("argv, message", [
+    (["--table", "fine-tune", "--finetune-learning-rate", "-1"], "fine-tuning table"),
+    (["--table", "all", "--k", "300"], "larger than --n-components"),
+])
+def test_bad_fine_tuning_options_fail_before_training(argv, message, capsys):
+    assert main(argv) == 2
+    assert message in capsys.readouterr().err
+
+
+def test_bad_depths_are_a_usage_error(capsys):
+    with pytest.raises(SystemExit):
+        main(["--table", "fine-tune", "--depths", "0"])
+    assert "--depths" in capsys.readouterr().err
+
+
 def test_defaults_follow_the_dataset_and_unknown_methods_fail():
     assert parse_args([]).n_components == 256
     args = parse_args(["--dataset", "mnist"])

@@ -1,5 +1,5 @@
-"""scikit-learn's estimator checks, on default-constructed estimators and with
-non-default parameters.
+"""scikit-learn's estimator checks, on default-constructed estimators (the two
+autoencoders and the classifier) and with non-default parameters.
 
 Several checks force ``n_components=1``; a ``k`` above ``n_components`` then keeps
 every unit with a warning (as ``SelectKBest`` does), so the defaults pass as they are.
@@ -7,7 +7,7 @@ every unit with a warning (as ``SelectKBest`` does), so the defaults pass as the
 
 from sklearn.utils.estimator_checks import parametrize_with_checks
 
-from skksae import DenoisingAutoencoder, KSparseAutoencoder
+from skksae import AutoencoderClassifier, DenoisingAutoencoder, KSparseAutoencoder
 
 ESTIMATORS = [
     KSparseAutoencoder(),
@@ -45,6 +45,14 @@ ESTIMATORS = [
         sparse_output=True,
         random_state=2,
     ),
+    AutoencoderClassifier(),
+    AutoencoderClassifier(
+        [DenoisingAutoencoder(8, max_iter=3, activation="sigmoid"),
+         KSparseAutoencoder(12, k=2, max_iter=3)],
+        fine_tune_k="train", solver="sgd", learning_rate=0.05, batch_size=16, max_iter=30,
+        early_stopping=True, random_state=0,
+    ),
+    AutoencoderClassifier(pretrain=False, fine_tune=False, max_iter=50, random_state=1),
 ]
 
 

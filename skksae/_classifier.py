@@ -1,0 +1,728 @@
+"""A deep classifier initialised from a stack of autoencoders, then fine-tuned."""
+
+import copy
+import time
+import warnings
+from numbers import Integral, Real
+
+import numpy as np
+import scipy.sparse as sp
+from scipy.special import log_softmax, softmax
+from sklearn.base import BaseEstimator, ClassifierMixin, _fit_context, clone
+from sklearn.exceptions import ConvergenceWarning
+from sklearn.model_selection import train_test_split
+from sklearn.utils import check_random_state
+from sklearn.utils._param_validation import Interval, StrOptions
+from sklearn.utils.multiclass import check_classification_targets, type_of_target
+from sklearn.utils.validation import check_is_fitted, validate_data
+
+from . import _engine, _progress
+from ._base import _FLOATS, _BaseAutoencoder
+from ._ksparse import KSparseAutoencoder
+
+
+class AutoencoderClassifier(ClassifierMixin, BaseEstimator):
+    """Deep classifier pretrained layer by layer as a stack of autoencoders, then
+    fine-tuned by backpropagation.
+
+    Each autoencoder of ``autoencoders`` becomes one hidden layer (its encoder), and
+    a softmax output layer goes on top. :meth:`fit` first pretrains the
+    autoencoders greedily, each on the clean codes of the layer below (a denoising
+    layer corrupts only its own input while it trains), then trains the whole
+    network on the cross-entropy of the labels (Hinton et al. 2006; Vincent et al.
+    2010; Makhzani & Frey 2014). A k-sparse layer keeps its top-k selection in the
+    network, and its backward pass runs over the k kept units only.
+
+    The same network from random weights (the papers' baseline) is
+    ``pretrain=False``; pretraining followed by training the output layer alone
+    (frozen features) is ``fine_tune=False``.
+
+    Parameters
+    ----------
+    autoencoders : list of KSparseAutoencoder or DenoisingAutoencoder, default=None
+        The hidden layers, from the input up; any mix of the two kinds, fitted or
+        not. Each is cloned (``autoencoders_``); a fitted one keeps its weights and
+        is not pretrained again, so a stack pretrained once can be fine-tuned
+        under several settings. None means ``[KSparseAutoencoder()]``. A layer's
+        ``random_state``, when None, is drawn from ``random_state``.
+
+    pretrain : bool, default=True
+        Whether to pretrain the unfitted autoencoders (and start from the weights of
+        the fitted ones). If False, every hidden layer starts from random weights of
+        the same shape (Glorot-uniform, as
+        :class:`~sklearn.neural_network.MLPClassifier` initialises), keeping each
+        layer's activation and top-k.
+
+    fine_tune : bool, default=True
+        Whether backpropagation trains the hidden layers too. If False only the
+        output layer is trained, on the frozen codes of the stack.
+
+    fine_tune_k : {"transform", "train"}, default="transform"
+        The top-k of a :class:`KSparseAutoencoder` layer inside the network:
+        "transform" keeps ``round(transform_k_factor * k)`` units (what the layer's
+        :meth:`~KSparseAutoencoder.transform` keeps, and what the layer above was
+        pretrained on), "train" keeps ``k``.
+
+    alpha : float, default=1e-4
+        Strength of the L2 penalty on the weights, as in
+        :class:`~sklearn.neural_network.MLPClassifier`.
+
+    solver : {"adam", "sgd"}, default="adam"
+        Optimizer of the fine-tuning: Adam, or mini-batch SGD with momentum.
+
+    learning_rate : float, default=1e-3
+        Step size of the fine-tuning.
+
+    momentum : float in [0, 1), default=0.9
+        Momentum of the "sgd" solver.
+
+    batch_size : int, default=128
+        Samples per mini-batch of the fine-tuning (capped at the number of samples).
+
+    max_iter : int, default=200
+        Maximum number of fine-tuning epochs in :meth:`fit`.
+
+    tol : float, default=1e-4
+        Training stops when the loss (or, with ``early_stopping``, the validation
+        accuracy) has not improved by at least ``tol`` for ``n_iter_no_change``
+        consecutive epochs.
+
+    n_iter_no_change : int, default=10
+        See ``tol``.
+
+    early_stopping : bool, default=False
+        Set aside ``validation_fraction`` of the training data (stratified), score
+        it after each epoch, stop as ``tol`` says and keep the weights of the best
+        epoch. The autoencoders are pretrained on the rest only.
+
+    validation_fraction : float in (0, 1), default=0.1
+        Fraction of the training data set aside with ``early_stopping``.
+
+    shuffle : bool, default=True
+        Whether to shuffle the samples in each epoch.
+
+    warm_start : bool, default=False
+        If True, :meth:`fit` continues training the fitted network (same classes,
+        layers and solver) instead of starting again. ``fine_tune`` may change in
+        between: ``fine_tune=False`` first, then ``fine_tune=True`` with
+        ``warm_start=True``, trains the output layer on the frozen codes before
+        fine-tuning every layer.
+
+    random_state : int, RandomState instance or None, default=None
+        Controls the layers' seeds (when theirs are None), the initialisation, the
+        validation split and the shuffling. With an int, the fitted weights are
+        bitwise identical for the same data and thread count.
+
+    verbose : int, default=0
+        If positive, print the loss after each fine-tuning epoch.
+
+    Attributes
+    ----------
+    classes_ : ndarray of shape (n_classes,)
+        Class labels.
+
+    autoencoders_ : list of estimators
+        The fitted autoencoders, as pretraining left them (without
+        ``pretrain``: unfitted clones, which give the layers' shapes).
+
+    coefs_ : list of ndarray
+        Weights of the hidden layers and of the output layer; ``coefs_[i]`` has
+        shape (units in, units out), as in ``MLPClassifier``.
+
+    intercepts_ : list of ndarray
+        Biases of the hidden layers and of the output layer.
+
+    hidden_activations_ : list of str
+        Activation of each hidden layer.
+
+    hidden_k_ : list of int or None
+        Units kept per sample in each hidden layer (None: all).
+
+    n_layers_ : int
+        Number of layers, input and output included.
+
+    n_outputs_ : int
+        Number of output units.
+
+    out_activation_ : str
+        "softmax".
+
+    loss_ : float
+        Training loss of the last epoch.
+
+    loss_curve_ : list of float
+        Mean training loss (cross-entropy plus the L2 penalty) of each epoch.
+
+    best_loss_ : float or None
+        Lowest training loss; None with ``early_stopping``.
+
+    validation_scores_ : list of float or None
+        Accuracy on the validation split after each epoch (``early_stopping``).
+
+    best_validation_score_ : float or None
+        Best of ``validation_scores_``.
+
+    n_iter_ : int
+        Number of fine-tuning epochs run.
+
+    n_features_in_ : int
+        Number of features seen during ``fit``.
+
+    feature_names_in_ : ndarray of shape (`n_features_in_`,)
+        Names of features seen during ``fit``. Defined only when `X`
+        has feature names that are all strings.
+
+    See Also
+    --------
+    sklearn.neural_network.MLPClassifier : The same kind of network, without
+        pretraining.
+
+    References
+    ----------
+    .. [1] G. Hinton, S. Osindero and Y.-W. Teh, "A fast learning algorithm for deep
+       belief nets", Neural Computation 18, 2006.
+    .. [2] P. Vincent et al., "Stacked Denoising Autoencoders", JMLR 11, 2010.
+    .. [3] D. Erhan et al., "Why Does Unsupervised Pre-training Help Deep
+       Learning?", JMLR 11, 2010.
+    .. [4] A. Makhzani and B. Frey, "k-Sparse Autoencoders", ICLR 2014.
+
+    Examples
+    --------
+    >>> from sklearn.datasets import load_digits
+    >>> from skksae import AutoencoderClassifier, KSparseAutoencoder
+    >>> X, y = load_digits(return_X_y=True)
+    >>> X = X / 16.0
+    >>> clf = AutoencoderClassifier(
+    ...     [KSparseAutoencoder(n_components=64, k=8, max_iter=20)],
+    ...     max_iter=20, random_state=0)
+    >>> clf.fit(X[:1500], y[:1500]).score(X[1500:], y[1500:]) > 0.9
+    True
+    >>> clf.predict_proba(X[:2]).shape
+    (2, 10)
+    """
+
+    _parameter_constraints: dict = {
+        "autoencoders": [list, tuple, None],
+        "pretrain": ["boolean"],
+        "fine_tune": ["boolean"],
+        "fine_tune_k": [StrOptions({"transform", "train"})],
+        "alpha": [Interval(Real, 0, None, closed="left")],
+        "solver": [StrOptions({"sgd", "adam"})],
+        "learning_rate": [Interval(Real, 0, None, closed="neither")],
+        "momentum": [Interval(Real, 0, 1, closed="left")],
+        "batch_size": [Interval(Integral, 1, None, closed="left")],
+        "max_iter": [Interval(Integral, 1, None, closed="left")],
+        "tol": [Interval(Real, 0, None, closed="left")],
+        "n_iter_no_change": [Interval(Integral, 1, None, closed="left")],
+        "early_stopping": ["boolean"],
+        "validation_fraction": [Interval(Real, 0, 1, closed="neither")],
+        "shuffle": ["boolean"],
+        "warm_start": ["boolean"],
+        "random_state": ["random_state"],
+        "verbose": ["verbose"],
+    }
+
+    def __init__(
+        self,
+        autoencoders=None,
+        *,
+        pretrain=True,
+        fine_tune=True,
+        fine_tune_k="transform",
+        alpha=1e-4,
+        solver="adam",
+        learning_rate=1e-3,
+        momentum=0.9,
+        batch_size=128,
+        max_iter=200,
+        tol=1e-4,
+        n_iter_no_change=10,
+        early_stopping=False,
+        validation_fraction=0.1,
+        shuffle=True,
+        warm_start=False,
+        random_state=None,
+        verbose=0,
+    ):
+        self.autoencoders = autoencoders
+        self.pretrain = pretrain
+        self.fine_tune = fine_tune
+        self.fine_tune_k = fine_tune_k
+        self.alpha = alpha
+        self.solver = solver
+        self.learning_rate = learning_rate
+        self.momentum = momentum
+        self.batch_size = batch_size
+        self.max_iter = max_iter
+        self.tol = tol
+        self.n_iter_no_change = n_iter_no_change
+        self.early_stopping = early_stopping
+        self.validation_fraction = validation_fraction
+        self.shuffle = shuffle
+        self.warm_start = warm_start
+        self.random_state = random_state
+        self.verbose = verbose
+
+    # ------------------------------------------------------------ the layers
+    def _layer_list(self):
+        layers = [KSparseAutoencoder()] if self.autoencoders is None else list(self.autoencoders)
+        if not layers:
+            raise ValueError("autoencoders must hold at least one autoencoder.")
+        for i, ae in enumerate(layers):
+            if not isinstance(ae, _BaseAutoencoder):
+                raise ValueError(
+                    "autoencoders must be KSparseAutoencoder or DenoisingAutoencoder "
+                    f"instances; item {i} is {type(ae).__name__}."
+                )
+        return layers
+
+    def _layer_spec(self, ae):
+        """(activation, k) of an autoencoder's encoder inside the network."""
+        k = None
+        if isinstance(ae, KSparseAutoencoder):
+            k = ae._transform_k() if self.fine_tune_k == "transform" else ae.k
+        elif ae.k is not None:
+            k = ae._transform_k()
+        if k is not None and k >= ae.n_components:
+            k = None
+        return ae.activation, k
+
+    def _pretrained_layers(self, X, rng):
+        """Clones of the autoencoders, the unfitted ones fitted greedily on the clean
+        codes of the layer below (with ``pretrain``); returns the list."""
+        fitted = []
+        codes = X
+        layers = self._layer_list()
+        for i, ae in enumerate(layers):
+            is_fitted = hasattr(ae, "components_")
+            layer = copy.deepcopy(ae) if is_fitted and self.pretrain else clone(ae)
+            if layer.random_state is None:
+                layer.set_params(random_state=rng.randint(np.iinfo(np.int32).max))
+            if self.pretrain:
+                if is_fitted:
+                    if layer.n_features_in_ != codes.shape[1]:
+                        raise ValueError(
+                            f"Autoencoder {i} was fitted on {layer.n_features_in_} "
+                            f"features, but its input has {codes.shape[1]}."
+                        )
+                else:
+                    if self.verbose:
+                        print(f"Pretraining layer {i + 1} of {len(layers)} "
+                              f"({type(layer).__name__}, {layer.n_components} units)")
+                    layer.fit(codes)
+                if i + 1 < len(layers):
+                    codes = layer.transform(codes)
+            fitted.append(layer)
+        return fitted
+
+    def _initial_params(self, layers, n_features, n_classes, dtype, rng):
+        """Network parameters: the pretrained encoders (their input means folded into
+        the biases), or Glorot-uniform weights; a Glorot-uniform output layer."""
+        params = {}
+        fan_in = n_features
+        for l, ae in enumerate(layers):
+            units = ae.n_components
+            if self.pretrain:
+                folded = ae._fitted_engine().inference_params(ae._params_as(dtype))
+                params[f"W{l}"] = np.array(folded["W"], dtype=dtype, order="C")
+                params[f"b{l}"] = np.array(folded["b"], dtype=dtype)
+            else:
+                params[f"W{l}"], params[f"b{l}"] = _glorot(rng, units, fan_in, ae.activation,
+                                                           dtype)
+            fan_in = units
+        L = len(layers)
+        params[f"W{L}"], params[f"b{L}"] = _glorot(rng, n_classes, fan_in, "softmax", dtype)
+        return params
+
+    def _make_engine(self, specs):
+        return _engine.StackEngine(
+            layers=specs,
+            solver=self.solver,
+            learning_rate=self.learning_rate,
+            alpha=self.alpha,
+            first_trained=0 if self.fine_tune else len(specs),
+            momentum=self.momentum,
+        )
+
+    def _specs(self):
+        return list(zip(self.hidden_activations_, self.hidden_k_))
+
+    def _params(self, dtype=None):
+        """The fitted network as the engine's parameter dict (unit-major weights)."""
+        dtype = self.coefs_[0].dtype if dtype is None else dtype
+        params = {}
+        for l, (W, b) in enumerate(zip(self.coefs_, self.intercepts_)):
+            params[f"W{l}"] = np.ascontiguousarray(W.T, dtype=dtype)
+            params[f"b{l}"] = np.array(b, dtype=dtype)
+        return params
+
+    def _commit_params(self, params):
+        L = len(params) // 2
+        self.coefs_ = [np.ascontiguousarray(params[f"W{l}"].T) for l in range(L)]
+        self.intercepts_ = [params[f"b{l}"].copy() for l in range(L)]
+        self.n_layers_ = L + 1
+        self.n_outputs_ = self.coefs_[-1].shape[1]
+        self.out_activation_ = "softmax"
+
+    # ------------------------------------------------------------ validation
+    def _validate_input(self, X, y, reset):
+        X, y = validate_data(
+            self, X, y, accept_sparse=("csr", "csc"), dtype=_FLOATS, reset=reset,
+            multi_output=False,
+        )
+        if sp.issparse(X):
+            X = X.tocsr()
+        check_classification_targets(y)
+        target = type_of_target(y)
+        if target not in ("binary", "multiclass"):
+            raise ValueError(
+                f"AutoencoderClassifier supports binary and multiclass targets; got {target!r}."
+            )
+        return X, y
+
+    def _one_hot(self, y, dtype):
+        idx = np.searchsorted(self.classes_, y)
+        idx = np.minimum(idx, len(self.classes_) - 1)
+        unknown = self.classes_[idx] != y
+        if np.any(unknown):
+            raise ValueError(
+                f"y holds labels not in classes_ ({self.classes_!r}): "
+                f"{np.unique(np.asarray(y)[unknown])!r}."
+            )
+        Y = np.zeros((len(y), len(self.classes_)), dtype=dtype)
+        Y[np.arange(len(y)), idx] = 1
+        return Y
+
+    # ------------------------------------------------------------------- API
+    @_fit_context(prefer_skip_nested_validation=False)
+    def fit(self, X, y):
+        """Pretrain the autoencoders (unless ``pretrain=False``), then fine-tune the
+        network on (X, y).
+
+        Parameters
+        ----------
+        X : {array-like, sparse matrix} of shape (n_samples, n_features)
+            Training data.
+
+        y : array-like of shape (n_samples,)
+            Class labels.
+
+        Returns
+        -------
+        self : object
+            The fitted estimator.
+        """
+        return self._keep_state_on_error(self._fit, X, y)
+
+    @_fit_context(prefer_skip_nested_validation=False)
+    def partial_fit(self, X, y, classes=None):
+        """One fine-tuning epoch over (X, y).
+
+        The first call sets the classes (``classes`` is required then), builds the
+        network and pretrains the unfitted autoencoders on this X; for a stream, fit
+        the autoencoders first (their own :meth:`partial_fit`) and pass them fitted.
+
+        Parameters
+        ----------
+        X : {array-like, sparse matrix} of shape (n_samples, n_features)
+            Training data.
+
+        y : array-like of shape (n_samples,)
+            Class labels, all in ``classes``.
+
+        classes : array-like of shape (n_classes,), default=None
+            Every class of the problem; required on the first call, and if given
+            later it must equal ``classes_``.
+
+        Returns
+        -------
+        self : object
+            The fitted estimator.
+        """
+        return self._keep_state_on_error(self._partial_fit, X, y, classes)
+
+    def _keep_state_on_error(self, method, *args):
+        """Run ``method(*args)``; if it raises, put every attribute back as it was."""
+        saved = dict(self.__dict__)
+        try:
+            return method(*args)
+        except BaseException:
+            self.__dict__.clear()
+            self.__dict__.update(saved)
+            raise
+
+    def _can_continue(self, classes):
+        if not hasattr(self, "coefs_"):
+            return False
+        layers = self._layer_list()
+        return (
+            np.array_equal(self.classes_, classes)
+            and len(layers) == len(self.coefs_) - 1
+            and all(ae.n_components == W.shape[1] for ae, W in zip(layers, self.coefs_))
+            and [self._layer_spec(ae) for ae in layers] == self._specs()
+            and self._fitted_solver == self.solver
+        )
+
+    def _continued(self):
+        """The fitted network and its optimizer state, to train further.  Parameters
+        that were frozen and are trained now (``fine_tune`` switched on) start with
+        a fresh optimizer state; the step counter goes on."""
+        params = self._params()
+        opt = _engine.copy_state(self._optimizer_state)
+        trained = self._make_engine(self._specs()).trained_names()
+        fresh = _engine.init_optimizer({name: params[name] for name in trained}, self.solver)
+        for key, value in fresh.items():
+            opt.setdefault(key, value)
+        return params, opt
+
+    def _start(self, X, y, classes, rng):
+        """Set the classes, pretrain, and return fresh (params, optimizer state)."""
+        self.classes_ = classes
+        layers = self._pretrained_layers(X, rng)
+        self.autoencoders_ = layers
+        specs = [self._layer_spec(ae) for ae in layers]
+        self.hidden_activations_ = [a for a, _ in specs]
+        self.hidden_k_ = [k for _, k in specs]
+        params = self._initial_params(layers, X.shape[1], len(classes), X.dtype, rng)
+        engine = self._make_engine(specs)
+        opt = _engine.init_optimizer({n: params[n] for n in engine.trained_names()},
+                                     self.solver)
+        return params, opt
+
+    def _fit(self, X, y):
+        self._layer_list()  # the layers' types are checked before any work
+        X, y = self._validate_input(X, y, reset=not (self.warm_start and hasattr(self, "coefs_")))
+        classes = np.unique(y)
+        if len(classes) < 2:
+            raise ValueError(
+                f"The training data holds 1 class ({classes[0]!r}); a classifier needs "
+                "samples of at least 2 classes."
+            )
+        rng = check_random_state(self.random_state)
+        continuing = self.warm_start and self._can_continue(classes)
+        X_val = y_val = None
+        if self.early_stopping:
+            X, X_val, y, y_val = self._validation_split(X, y, classes, rng)
+        if continuing:
+            params, opt = self._continued()
+            loss_curve = list(self.loss_curve_)
+        else:
+            params, opt = self._start(X, y, classes, rng)
+            loss_curve = []
+        X = X.astype(params["W0"].dtype, copy=False)
+        Y = self._one_hot(y, params["W0"].dtype)
+        engine = self._make_engine(self._specs())
+        start = len(loss_curve)
+        scores = [] if self.early_stopping else None
+        best, best_params, no_improvement, stopped = -np.inf, None, 0, False
+        best_loss = np.inf
+        for epoch in range(self.max_iter):
+            loss = self._epoch(engine, params, opt, X, Y, rng, start + epoch,
+                               start + self.max_iter)
+            loss_curve.append(loss)
+            if self.early_stopping:
+                score = self._accuracy(engine, params, X_val, y_val)
+                scores.append(score)
+                if self.verbose:
+                    print(f"Validation score: {score:.6f}")
+                improved = score >= best + self.tol
+                if score > best:
+                    best, best_params = score, _engine.copy_state(params)
+            else:
+                improved = loss <= best_loss - self.tol
+                best_loss = min(best_loss, loss)
+            no_improvement = 0 if improved else no_improvement + 1
+            if no_improvement >= self.n_iter_no_change:
+                stopped = True
+                break
+        if self.early_stopping:
+            params = best_params
+        self._commit_params(params)
+        self._optimizer_state = opt
+        self._fitted_solver = self.solver
+        self._random_state = rng
+        self.n_iter_ = len(loss_curve)
+        self.loss_curve_ = loss_curve
+        self.loss_ = loss_curve[-1]
+        self.best_loss_ = None if self.early_stopping else float(min(loss_curve))
+        self.validation_scores_ = scores
+        self.best_validation_score_ = float(best) if self.early_stopping else None
+        if not stopped:
+            warnings.warn(
+                f"Stochastic optimizer: maximum iterations ({self.max_iter}) reached and "
+                "the optimization hasn't converged yet.",
+                ConvergenceWarning,
+            )
+        return self
+
+    def _validation_split(self, X, y, classes, rng):
+        """Training and validation parts for ``early_stopping``: stratified when every
+        class can appear on both sides, else a plain random split."""
+        n = X.shape[0]
+        n_val = int(np.ceil(self.validation_fraction * n))
+        if n < 2 or n_val >= n:
+            raise ValueError(
+                f"early_stopping needs a validation split of validation_fraction="
+                f"{self.validation_fraction} of {n} samples with at least one sample on "
+                "each side."
+            )
+        counts = np.unique(y, return_counts=True)[1]
+        stratify = y if counts.min() >= 2 and len(classes) <= min(n_val, n - n_val) else None
+        return train_test_split(X, y, test_size=n_val, stratify=stratify,
+                                random_state=rng.randint(np.iinfo(np.int32).max))
+
+    def _partial_fit(self, X, y, classes):
+        self._layer_list()
+        first = not hasattr(self, "coefs_")
+        if first and classes is None:
+            raise ValueError("classes must be passed on the first call to partial_fit.")
+        if not first and classes is not None and not np.array_equal(
+            self.classes_, np.unique(classes)
+        ):
+            raise ValueError(
+                f"classes={np.unique(classes)!r} is not the same as on the first call to "
+                f"partial_fit: {self.classes_!r}."
+            )
+        X, y = self._validate_input(X, y, reset=first)
+        if first:
+            classes = np.unique(classes)
+            if len(classes) < 2:
+                raise ValueError(
+                    f"classes holds 1 class ({classes[0]!r}); a classifier needs at "
+                    "least 2 classes."
+                )
+            self.classes_ = classes
+            Y_check = self._one_hot(y, X.dtype)  # unknown labels fail before pretraining
+            del Y_check
+            rng = check_random_state(self.random_state)
+            params, opt = self._start(X, y, classes, rng)
+            loss_curve = []
+        else:
+            if not self._can_continue(self.classes_):
+                raise ValueError(
+                    "partial_fit cannot continue: the layers, fine_tune_k or solver "
+                    "changed since the network was built. Call fit to start again."
+                )
+            params, opt = self._continued()
+            rng = np.random.RandomState()
+            rng.set_state(self._random_state.get_state())
+            loss_curve = list(self.loss_curve_)
+        dtype = params["W0"].dtype
+        Y = self._one_hot(y, dtype)
+        X = X.astype(dtype, copy=False)
+        engine = self._make_engine(self._specs())
+        n = len(loss_curve)
+        loss = self._epoch(engine, params, opt, X, Y, rng, n, n + 1)
+        self._commit_params(params)
+        self._optimizer_state = opt
+        self._fitted_solver = self.solver
+        self._random_state = rng
+        self.loss_curve_ = loss_curve + [loss]
+        self.loss_ = loss
+        self.n_iter_ = n + 1
+        self.best_loss_ = float(min(self.loss_curve_))
+        self.validation_scores_ = None
+        self.best_validation_score_ = None
+        return self
+
+    def _epoch(self, engine, params, opt, X, Y, rng, epoch, n_epochs):
+        t0 = time.perf_counter()
+        loss, _ = engine.run_epoch(params, opt, X, None, self.batch_size, self.shuffle, rng,
+                                   Y=Y)
+        if self.verbose:
+            print(f"Iteration {epoch + 1}, loss = {loss:.8f}, "
+                  f"time = {time.perf_counter() - t0:.2f}s")
+        _progress.epoch_done(self, epoch + 1, n_epochs)
+        return loss
+
+    def _accuracy(self, engine, params, X, y):
+        logits = engine.logits(params, X)
+        return float(np.mean(self.classes_[np.argmax(logits, axis=1)] == y))
+
+    def decision_function(self, X):
+        """Logits of the output layer.
+
+        Parameters
+        ----------
+        X : {array-like, sparse matrix} of shape (n_samples, n_features)
+            Input data.
+
+        Returns
+        -------
+        scores : ndarray of shape (n_samples, n_classes) or (n_samples,)
+            The logits; for two classes, the second class's logit minus the first's.
+        """
+        logits = self._logits(X)
+        if logits.shape[1] == 2:
+            return logits[:, 1] - logits[:, 0]
+        return logits
+
+    def _logits(self, X):
+        check_is_fitted(self)
+        X = validate_data(self, X, accept_sparse=("csr", "csc"), dtype=_FLOATS, reset=False)
+        if sp.issparse(X):
+            X = X.tocsr()
+        params = self._params()
+        return self._make_engine(self._specs()).logits(params, X)
+
+    def predict(self, X):
+        """Predicted class of each sample.
+
+        Parameters
+        ----------
+        X : {array-like, sparse matrix} of shape (n_samples, n_features)
+            Input data.
+
+        Returns
+        -------
+        y : ndarray of shape (n_samples,)
+            Predicted labels.
+        """
+        logits = self._logits(X)
+        return self.classes_[np.argmax(logits, axis=1)]
+
+    def predict_proba(self, X):
+        """Class probabilities (softmax of the logits).
+
+        Parameters
+        ----------
+        X : {array-like, sparse matrix} of shape (n_samples, n_features)
+            Input data.
+
+        Returns
+        -------
+        proba : ndarray of shape (n_samples, n_classes)
+            Probability of each class, in the order of ``classes_``.
+        """
+        return softmax(self._logits(X), axis=1)
+
+    def predict_log_proba(self, X):
+        """Logarithm of the class probabilities.
+
+        Parameters
+        ----------
+        X : {array-like, sparse matrix} of shape (n_samples, n_features)
+            Input data.
+
+        Returns
+        -------
+        log_proba : ndarray of shape (n_samples, n_classes)
+            Log-probability of each class, in the order of ``classes_``.
+        """
+        return log_softmax(self._logits(X), axis=1)
+
+    def __sklearn_tags__(self):
+        tags = super().__sklearn_tags__()
+        tags.input_tags.sparse = True
+        tags.classifier_tags.multi_label = False
+        return tags
+
+
+def _glorot(rng, fan_out, fan_in, activation, dtype):
+    """Glorot-uniform weights and biases of a layer, as MLPClassifier draws them
+    (a narrower range, by sqrt(3), for sigmoid units)."""
+    factor = 2.0 if activation == "sigmoid" else 6.0
+    bound = np.sqrt(factor / (fan_in + fan_out))
+    W = rng.uniform(-bound, bound, (fan_out, fan_in)).astype(dtype)
+    b = rng.uniform(-bound, bound, fan_out).astype(dtype)
+    return W, b

@@ -1,0 +1,153 @@
+"""The main job's fine-tuning table: the same deep networks from random weights and
+from greedily pretrained stacks of autoencoders, each fine-tuned with one budget.
+
+For each depth (one and two hidden layers) the table has four networks: hard top-k
+layers (the k-sparse architecture) and sigmoid layers (the stacked denoising
+autoencoder's), each from random weights and pretrained.  Every network is an
+:class:`~skksae.AutoencoderClassifier` fine-tuned by SGD with early stopping on a
+validation split of the training set (the epoch count is the one hyper-parameter
+chosen on it); the test set is used once per network.  The pretrained layers are
+fitted once and shared: the second layer of a two-layer stack is pretrained on the
+clean codes of the first.
+"""
+
+import time
+
+from ._classifier import AutoencoderClassifier
+from ._denoising import DenoisingAutoencoder
+from ._ksparse import KSparseAutoencoder
+
+# dataset: pretraining epochs of each k-sparse and each denoising layer, the
+# fine-tuning's maximum epochs and SGD learning rate
+FINETUNE_DEFAULTS = {
+    "digits": dict(pretrain_ksparse_epochs=100, pretrain_dae_epochs=30, finetune_epochs=100,
+                   finetune_learning_rate=0.01),
+    "mnist": dict(pretrain_ksparse_epochs=100, pretrain_dae_epochs=30, finetune_epochs=40,
+                  finetune_learning_rate=0.01),
+    "fashion-mnist": dict(pretrain_ksparse_epochs=100, pretrain_dae_epochs=30,
+                          finetune_epochs=40, finetune_learning_rate=0.01),
+}
+KINDS = ("ksparse", "dae")
+ARCHITECTURE = {"ksparse": "top-k", "dae": "sigmoid"}
+FINETUNE_FIELDS = ["network", "hidden_layers", "init", "test_error", "validation_error",
+                   "epochs", "pretrain_time_s", "fit_time_s"]
+
+
+def layer(kind, args):
+    """One unfitted layer of a stack: the main job's k-sparse autoencoder, or the
+    papers' denoising autoencoder (sigmoid units, masking noise, cross-entropy)."""
+    if kind == "ksparse":
+        return KSparseAutoencoder(
+            n_components=args.n_components, k=args.k,
+            transform_k_factor=args.transform_k_factor, solver="sgd",
+            learning_rate=args.learning_rate, learning_rate_schedule="linear",
+            momentum=0.9, batch_size=128, max_iter=args.pretrain_ksparse_epochs,
+            n_iter_no_change=args.pretrain_ksparse_epochs, random_state=args.seed,
+        )
+    return DenoisingAutoencoder(
+        n_components=args.n_components, center=False, corruption="masking",
+        corruption_level=0.25, activation="sigmoid", loss="cross_entropy",
+        learning_rate=1e-3, max_iter=args.pretrain_dae_epochs,
+        n_iter_no_change=args.pretrain_dae_epochs, batch_size=128, random_state=args.seed,
+    )
+
+
+def network(layers, pretrain, args):
+    """The classifier every row fine-tunes: SGD with momentum, early stopping on 10%
+    of the training set, at most ``finetune_epochs`` epochs."""
+    return AutoencoderClassifier(
+        layers, pretrain=pretrain, solver="sgd",
+        learning_rate=args.finetune_learning_rate, momentum=0.9, batch_size=128,
+        max_iter=args.finetune_epochs, early_stopping=True, validation_fraction=0.1,
+        n_iter_no_change=10, tol=0.0, random_state=args.seed,
+    )
+
+
+def check_finetune_options(args):
+    """Validate every model of the table against its own constraints (raises
+    ValueError); nothing is trained."""
+    for kind in KINDS:
+        layer(kind, args)._validate_params()
+    network(None, True, args)._validate_params()
+
+
+def run_finetune(args, data, log=print, on_row=None, progress=None):
+    """Pretrain the stacks, fine-tune every network; returns the rows."""
+    from . import _progress
+
+    X_train, X_test, y_train, y_test = data
+    depths = args.depths
+    rows = []
+    stacks = {}
+    for kind in KINDS:
+        for pretrain in (False, True):
+            for depth in depths:
+                init = "pretrained" if pretrain else "random init"
+                label = (f"{depth} x {args.n_components} {ARCHITECTURE[kind]}, " +
+                         ("k-sparse pretrained" if kind == "ksparse" and pretrain else
+                          "denoising pretrained" if pretrain else "random init"))
+                log(f"== fine-tuning: {label}")
+                pretrain_time = 0.0
+                if pretrain:
+                    layers, pretrain_time = _pretrained_stack(kind, depth, stacks, X_train,
+                                                              args, log, progress)
+                else:
+                    layers = [layer(kind, args) for _ in range(depth)]
+                t0 = time.perf_counter()
+                clf = network(layers, pretrain, args)
+                if progress is not None:
+                    progress.model(f"fine-tuning {label}")
+                with _progress.reporting(progress):
+                    clf.fit(X_train, y_train)
+                fit_time = time.perf_counter() - t0
+                error = 100.0 * (1.0 - clf.score(X_test, y_test))
+                val_error = 100.0 * (1.0 - clf.best_validation_score_)
+                best_epoch = max(range(clf.n_iter_), key=clf.validation_scores_.__getitem__)
+                log(f"   test error {error:.2f}%, validation error {val_error:.2f}% at "
+                    f"epoch {best_epoch + 1} of {clf.n_iter_}, {fit_time:.1f} s")
+                rows.append({
+                    "network": label, "hidden_layers": depth, "init": init,
+                    "test_error": round(error, 2), "validation_error": round(val_error, 2),
+                    "epochs": clf.n_iter_, "pretrain_time_s": round(pretrain_time, 2),
+                    "fit_time_s": round(fit_time, 1),
+                })
+                if on_row is not None:
+                    on_row(rows)
+    return rows
+
+
+def _pretrained_stack(kind, depth, stacks, X_train, args, log, progress):
+    """The first ``depth`` layers of the pretrained stack of this kind, fitting the
+    missing ones greedily (each on the clean codes of the one below), and the
+    seconds their pretraining took (whenever it ran)."""
+    from . import _progress
+
+    fitted = stacks.setdefault(kind, [])
+    codes = X_train
+    for i in range(depth):
+        if i >= len(fitted):
+            ae = layer(kind, args)
+            log(f"   pretraining layer {i + 1}: {type(ae).__name__} on {codes.shape[1]} "
+                "inputs")
+            if progress is not None:
+                progress.model(f"pretraining {kind} layer {i + 1}")
+            t0 = time.perf_counter()
+            with _progress.reporting(progress):
+                ae.fit(codes)
+            seconds = time.perf_counter() - t0
+            log(f"   pretrained in {seconds:.1f} s")
+            fitted.append((ae, seconds))
+        if i + 1 < depth:
+            codes = fitted[i][0].transform(codes)
+    return [ae for ae, _ in fitted[:depth]], sum(s for _, s in fitted[:depth])
+
+
+def finetune_markdown(rows):
+    head = ["network", "test error (%)", "validation error (%)", "epochs",
+            "pretraining (s)", "fine-tuning (s)"]
+    lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+    for r in rows:
+        lines.append(f"| {r['network']} | {r['test_error']:.2f} | "
+                     f"{r['validation_error']:.2f} | {r['epochs']} | "
+                     f"{r['pretrain_time_s']:.1f} | {r['fit_time_s']:.1f} |")
+    return "\n".join(lines)
