@@ -10,9 +10,17 @@ autoencoders (one hidden layer each) under a softmax output layer; ``pretrain=Fa
 is the same architecture from random weights.
 
 Here, on the digits, networks with one and with two hidden layers of top-k units
-(k-sparse autoencoders) are fine-tuned from both starts with the same budget; the
-curves are the accuracy on a validation split after each epoch, and the legend gives
-the test accuracy of the epoch that validation picked.
+(k-sparse autoencoders) are trained three ways with the same budget: from random
+weights, from the pretrained stack with every layer fine-tuned, and from the
+pretrained stack with only the output layer trained (``fine_tune=False``, the frozen
+features). The curves are the accuracy on a validation split after each epoch; the
+legend gives the test accuracy of the epoch that validation picked.
+
+On these 1,347 training images the three end within about two points of one another
+and no start wins at both depths (the printed lines below): a set this small gives
+pretraining little to add, and every network fits its training images within a few
+dozen epochs. On MNIST (``python -m skksae --dataset mnist --table fine-tune``) pretraining lowers
+the test error of every network, one and two hidden layers, top-k and sigmoid units.
 """
 
 import warnings
@@ -36,18 +44,20 @@ def stack(depth):
             for i in range(depth)]
 
 
-fig, axes = plt.subplots(1, 2, figsize=(10, 4), sharey=True)
+fig, axes = plt.subplots(1, 2, figsize=(11, 4.5), sharey=True)
 with warnings.catch_warnings():
     # the autoencoders run their whole epoch budget on this small set
     warnings.simplefilter("ignore", ConvergenceWarning)
     for ax, depth in zip(axes, (1, 2)):
-        for pretrain, style in ((False, "--"), (True, "-")):
+        starts = (("random init", False, True, "--"),
+                  ("pretrained, fine-tuned", True, True, "-"),
+                  ("pretrained, output layer only", True, False, ":"))
+        for name, pretrain, fine_tune, style in starts:
             clf = AutoencoderClassifier(
-                stack(depth), pretrain=pretrain, solver="sgd", learning_rate=0.01,
-                max_iter=60, early_stopping=True, n_iter_no_change=60, random_state=0,
+                stack(depth), pretrain=pretrain, fine_tune=fine_tune, max_iter=100,
+                early_stopping=True, n_iter_no_change=100, random_state=0,
             )
             clf.fit(X_train, y_train)
-            name = "pretrained" if pretrain else "random init"
             test = clf.score(X_test, y_test)
             print(f"{depth} hidden layer(s), {name}: best validation accuracy "
                   f"{clf.best_validation_score_:.3f}, test accuracy {test:.3f}")

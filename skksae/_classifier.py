@@ -189,15 +189,16 @@ class AutoencoderClassifier(ClassifierMixin, BaseEstimator):
     Examples
     --------
     >>> from sklearn.datasets import load_digits
+    >>> from sklearn.model_selection import train_test_split
     >>> from skksae import AutoencoderClassifier, KSparseAutoencoder
     >>> X, y = load_digits(return_X_y=True)
-    >>> X = X / 16.0
+    >>> X_train, X_test, y_train, y_test = train_test_split(X / 16.0, y, random_state=0)
     >>> clf = AutoencoderClassifier(
     ...     [KSparseAutoencoder(n_components=64, k=8, max_iter=20)],
-    ...     max_iter=20, random_state=0)
-    >>> clf.fit(X[:1500], y[:1500]).score(X[1500:], y[1500:]) > 0.9
+    ...     max_iter=30, random_state=0)
+    >>> clf.fit(X_train, y_train).score(X_test, y_test) > 0.9
     True
-    >>> clf.predict_proba(X[:2]).shape
+    >>> clf.predict_proba(X_test[:2]).shape
     (2, 10)
     """
 
