@@ -93,7 +93,8 @@ class AutoencoderClassifier(ClassifierMixin, BaseEstimator):
     early_stopping : bool, default=False
         Set aside ``validation_fraction`` of the training data (stratified), score
         it after each epoch, stop as ``tol`` says and keep the weights of the best
-        epoch. The autoencoders are pretrained on the rest only.
+        epoch. The autoencoders are pretrained on the rest only. :meth:`fit` only;
+        :meth:`partial_fit` ignores it, as in ``MLPClassifier``.
 
     validation_fraction : float in (0, 1), default=0.1
         Fraction of the training data set aside with ``early_stopping``.
