@@ -594,8 +594,7 @@ class AutoencoderClassifier(ClassifierMixin, BaseEstimator):
                     "least 2 classes."
                 )
             self.classes_ = classes
-            Y_check = self._one_hot(y, X.dtype)  # unknown labels fail before pretraining
-            del Y_check
+            self._one_hot(y, X.dtype)  # unknown labels fail before any pretraining
             rng = check_random_state(self.random_state)
             params, opt = self._start(X, y, classes, rng)
             loss_curve = []
