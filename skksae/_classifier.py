@@ -67,6 +67,11 @@ class AutoencoderClassifier(ClassifierMixin, BaseEstimator):
         Strength of the L2 penalty on the weights, as in
         :class:`~sklearn.neural_network.MLPClassifier`.
 
+    dropout : float in [0, 1), default=0.0
+        Probability of dropping each hidden unit during training (inverted dropout:
+        the kept units are scaled by ``1 / (1 - dropout)``; prediction uses every
+        unit). In a top-k layer the units are dropped after the selection.
+
     solver : {"adam", "sgd"}, default="adam"
         Optimizer of the fine-tuning: Adam, or mini-batch SGD with momentum.
 
@@ -209,6 +214,7 @@ class AutoencoderClassifier(ClassifierMixin, BaseEstimator):
         "fine_tune": ["boolean"],
         "fine_tune_k": [StrOptions({"transform", "train"})],
         "alpha": [Interval(Real, 0, None, closed="left")],
+        "dropout": [Interval(Real, 0, 1, closed="left")],
         "solver": [StrOptions({"sgd", "adam"})],
         "learning_rate": [Interval(Real, 0, None, closed="neither")],
         "momentum": [Interval(Real, 0, 1, closed="left")],
@@ -232,6 +238,7 @@ class AutoencoderClassifier(ClassifierMixin, BaseEstimator):
         fine_tune=True,
         fine_tune_k="transform",
         alpha=1e-4,
+        dropout=0.0,
         solver="adam",
         learning_rate=1e-3,
         momentum=0.9,
@@ -251,6 +258,7 @@ class AutoencoderClassifier(ClassifierMixin, BaseEstimator):
         self.fine_tune = fine_tune
         self.fine_tune_k = fine_tune_k
         self.alpha = alpha
+        self.dropout = dropout
         self.solver = solver
         self.learning_rate = learning_rate
         self.momentum = momentum
@@ -342,6 +350,7 @@ class AutoencoderClassifier(ClassifierMixin, BaseEstimator):
             solver=self.solver,
             learning_rate=self.learning_rate,
             alpha=self.alpha,
+            dropout=self.dropout,
             first_trained=0 if self.fine_tune else len(specs),
             momentum=self.momentum,
         )

@@ -459,6 +459,8 @@ def parse_args(argv):
                    "(early stopping on a validation split picks the epoch)")
     p.add_argument("--finetune-learning-rate", type=float,
                    help="fine-tuning table: SGD learning rate")
+    p.add_argument("--finetune-dropout", type=float,
+                   help="fine-tuning table: hidden-unit dropout (default 0)")
     p.add_argument("--verbose", type=int, default=0, help="per-epoch training lines")
     args = p.parse_args(argv)
     if args.epochs is not None:

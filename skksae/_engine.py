@@ -425,15 +425,19 @@ class StackEngine(Engine):
     passed to the layer below run over the compact (n, k) code
     (:func:`_kernels.topk_unit_grads`, :func:`_kernels.compact_matmul`); dense layers
     use BLAS products.  Layers below ``first_trained`` are frozen (no gradient, no
-    step).  ``alpha`` is an L2 penalty on the weights of the trained layers, added
+    step).  ``dropout`` drops each unit of every hidden layer with that probability
+    in training (inverted dropout: :meth:`logits` uses every unit, as it
+    is).  ``alpha`` is an L2 penalty on the weights of the trained layers, added
     to the mean batch loss as ``0.5 * alpha * sum ||W||^2 / batch`` (the convention
     of :class:`~sklearn.neural_network.MLPClassifier`).
     """
 
     def __init__(self, *, layers, solver, learning_rate, alpha=0.0, first_trained=0,
-                 momentum=0.9, beta_1=0.9, beta_2=0.999, epsilon=1e-8):
+                 dropout=0.0, momentum=0.9, beta_1=0.9, beta_2=0.999, epsilon=1e-8):
         self.layers = [(K.ACTIVATIONS[activation], k) for activation, k in layers]
         self.alpha = alpha
+        self.dropout = dropout
+        self.rng = None
         self.first_trained = first_trained
         self.solver = solver
         self.learning_rate = learning_rate
@@ -444,6 +448,21 @@ class StackEngine(Engine):
         self.corrupt = None
         self.mean = None
         self.cross_entropy = False
+
+    def run_epoch(self, params, opt, X, k, batch_size, shuffle, rng, Y=None):
+        """:meth:`Engine.run_epoch`; the dropout masks are drawn from ``rng`` too."""
+        self.rng = rng
+        try:
+            return super().run_epoch(params, opt, X, k, batch_size, shuffle, rng, Y=Y)
+        finally:
+            self.rng = None
+
+    def _dropout_mask(self, shape, dtype):
+        """Inverted dropout: each unit kept with probability 1 - dropout, and scaled
+        by 1 / (1 - dropout) when kept."""
+        keep = 1.0 - self.dropout
+        rng = self.rng if self.rng is not None else np.random.RandomState(0)
+        return (rng.random_sample(shape) < keep).astype(dtype) / dtype.type(keep)
 
     def trained_names(self):
         """Names of the parameters the optimizer updates."""
@@ -498,7 +517,7 @@ class StackEngine(Engine):
         dtype = params["W0"].dtype
         scale = 1.0 / n
         # forward: every layer's output, and the compact code of the top-k layers
-        outputs, codes = [], []
+        outputs, codes, masks, act_grads = [], [], [], []
         A = X
         for l in range(L):
             units = params[f"W{l}"].shape[0]
@@ -511,6 +530,18 @@ class StackEngine(Engine):
                 K.call(K.topk_rows_dense, A, params[f"b{l}"], kl, self.layers[l][0], idx,
                        vals)
                 code = (idx, vals)
+            grad = None
+            if self.dropout:
+                # act'() reads the output before dropout; the mask scales both the
+                # output and, in the backward pass, its gradient
+                if code is None and l >= self.first_trained:
+                    grad = _activation_grad_dense(A, self.layers[l][0])
+                mask = self._dropout_mask(A.shape, dtype)
+                A *= mask
+                masks.append(mask)
+            else:
+                masks.append(None)
+            act_grads.append(grad)
             outputs.append(A)
             codes.append(code)
         WL = params[f"W{L}"]
@@ -527,7 +558,11 @@ class StackEngine(Engine):
                 total += 0.5 * self.alpha * float(np.vdot(W, W))
             if l == L or codes[l] is None:
                 if l < L:  # dense hidden layer: G holds dL/dH; make it dL/dZ
-                    act_grad = _activation_grad_dense(outputs[l], self.layers[l][0])
+                    if masks[l] is not None:
+                        G *= masks[l]
+                        act_grad = act_grads[l]
+                    else:
+                        act_grad = _activation_grad_dense(outputs[l], self.layers[l][0])
                     if act_grad is not None:
                         G *= act_grad
                 K.matmul(G, True, A_in, False, grads[f"W{l}"])
@@ -540,6 +575,8 @@ class StackEngine(Engine):
                 kl = idx.shape[1]
                 indptr, pos = K.units_index(idx, W.shape[0])
                 dz = _buffer(buffers, f"dz{l}", (n, kl), dtype)
+                if masks[l] is not None:
+                    G *= masks[l]
                 K.call(K.topk_unit_grads, indptr, pos, kl, vals, G, A_in, self.layers[l][0],
                        grads[f"W{l}"], grads[f"b{l}"], dz)
                 if l > self.first_trained:

@@ -18,14 +18,15 @@ from ._denoising import DenoisingAutoencoder
 from ._ksparse import KSparseAutoencoder
 
 # dataset: pretraining epochs of each k-sparse and each denoising layer, the
-# fine-tuning's maximum epochs and SGD learning rate
+# fine-tuning's maximum epochs, SGD learning rate and hidden-unit dropout
 FINETUNE_DEFAULTS = {
     "digits": dict(pretrain_ksparse_epochs=100, pretrain_dae_epochs=30, finetune_epochs=100,
-                   finetune_learning_rate=0.01),
+                   finetune_learning_rate=0.01, finetune_dropout=0.0),
     "mnist": dict(pretrain_ksparse_epochs=100, pretrain_dae_epochs=30, finetune_epochs=40,
-                  finetune_learning_rate=0.01),
+                  finetune_learning_rate=0.01, finetune_dropout=0.0),
     "fashion-mnist": dict(pretrain_ksparse_epochs=100, pretrain_dae_epochs=30,
-                          finetune_epochs=40, finetune_learning_rate=0.01),
+                          finetune_epochs=40, finetune_learning_rate=0.01,
+                          finetune_dropout=0.0),
 }
 KINDS = ("ksparse", "dae")
 ARCHITECTURE = {"ksparse": "top-k", "dae": "sigmoid"}
@@ -54,9 +55,9 @@ def layer(kind, args):
 
 def network(layers, pretrain, args):
     """The classifier every row fine-tunes: SGD with momentum, early stopping on 10%
-    of the training set, at most ``finetune_epochs`` epochs."""
+    of the training set, at most ``finetune_epochs`` epochs, ``finetune_dropout``."""
     return AutoencoderClassifier(
-        layers, pretrain=pretrain, solver="sgd",
+        layers, pretrain=pretrain, solver="sgd", dropout=args.finetune_dropout,
         learning_rate=args.finetune_learning_rate, momentum=0.9, batch_size=128,
         max_iter=args.finetune_epochs, early_stopping=True, validation_fraction=0.1,
         n_iter_no_change=10, tol=0.0, random_state=args.seed,

@@ -30,21 +30,23 @@ def _quiet(clf, *args, **kwargs):
 
 
 # ------------------------------------------------------------------ the engine
-STACKS = [
-    ([(6, "linear", 2)], 0, 0.0),
-    ([(6, "relu", None)], 0, 0.0),
-    ([(6, "sigmoid", None), (5, "linear", 2)], 0, 0.0),
-    ([(6, "linear", 3), (5, "relu", 2)], 0, 0.3),
-    ([(6, "linear", 3), (5, "sigmoid", None)], 1, 0.0),
-    ([(6, "relu", 3), (5, "linear", None), (4, "sigmoid", 2)], 0, 0.1),
+STACKS = [  # layers (units, activation, k), first trained layer, alpha, dropout
+    ([(6, "linear", 2)], 0, 0.0, 0.0),
+    ([(6, "sigmoid", None), (5, "relu", 2)], 0, 0.0, 0.4),
+    ([(6, "relu", 3), (5, "sigmoid", None)], 1, 0.1, 0.3),
+    ([(6, "relu", None)], 0, 0.0, 0.0),
+    ([(6, "sigmoid", None), (5, "linear", 2)], 0, 0.0, 0.0),
+    ([(6, "linear", 3), (5, "relu", 2)], 0, 0.3, 0.0),
+    ([(6, "linear", 3), (5, "sigmoid", None)], 1, 0.0, 0.0),
+    ([(6, "relu", 3), (5, "linear", None), (4, "sigmoid", 2)], 0, 0.1, 0.0),
 ]
 
 
-@pytest.mark.parametrize("specs, first_trained, alpha", STACKS)
-def test_stack_gradients_match_finite_differences(specs, first_trained, alpha):
+@pytest.mark.parametrize("specs, first_trained, alpha, dropout", STACKS)
+def test_stack_gradients_match_finite_differences(specs, first_trained, alpha, dropout):
     """Backpropagation through dense and top-k layers (whose backward runs over the
-    compact code) gives the derivative of the batch loss, penalty included; frozen
-    layers get no step."""
+    compact code) gives the derivative of the batch loss, penalty and dropout
+    included (the same mask on every call here); frozen layers get no step."""
     rng = np.random.RandomState(0)
     d, n_classes, n = 7, 3, 9
     sizes = [d] + [units for units, _, _ in specs]
@@ -56,7 +58,8 @@ def test_stack_gradients_match_finite_differences(specs, first_trained, alpha):
     params[f"W{L}"] = rng.randn(n_classes, sizes[-1])
     params[f"b{L}"] = rng.randn(n_classes)
     engine = _engine.StackEngine(layers=[(a, k) for _, a, k in specs], solver="adam",
-                                 learning_rate=1e-3, alpha=alpha, first_trained=first_trained)
+                                 learning_rate=1e-3, alpha=alpha, first_trained=first_trained,
+                                 dropout=dropout)
     X = rng.randn(n, d)
     Y = np.eye(n_classes)[rng.randint(0, n_classes, n)]
 
@@ -349,3 +352,17 @@ def test_output_layer_first_then_fine_tune(digits):
     clf.set_params(solver="sgd")
     _quiet(clf, X_train, y_train)
     assert clf.n_iter_ == 3
+
+
+def test_dropout_trains_and_predicts_with_every_unit(digits):
+    """Dropout changes training (other weights, a higher training loss) but not
+    prediction: the fitted network's logits use every unit, deterministically."""
+    X_train, X_test, y_train, y_test = digits
+    ks = _quiet(KSparseAutoencoder(64, k=8, max_iter=5, random_state=0), X_train)
+    plain = _quiet(AutoencoderClassifier([ks], max_iter=20, random_state=0), X_train, y_train)
+    dropped = _quiet(AutoencoderClassifier([ks], dropout=0.5, max_iter=20, random_state=0),
+                     X_train, y_train)
+    assert not np.array_equal(plain.coefs_[0], dropped.coefs_[0])
+    assert dropped.loss_ > plain.loss_
+    np.testing.assert_array_equal(dropped.predict_proba(X_test), dropped.predict_proba(X_test))
+    assert dropped.score(X_test, y_test) > 0.9

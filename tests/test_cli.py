@@ -62,6 +62,7 @@ def test_fine_tuning_table_on_digits(tmp_path, capsys):
 
 @pytest.mark.parametrize("argv, message", [
     (["--table", "fine-tune", "--finetune-learning-rate", "-1"], "fine-tuning table"),
+    (["--table", "fine-tune", "--finetune-dropout", "1"], "dropout"),
     (["--table", "all", "--k", "300"], "larger than --n-components"),
 ])
 def test_bad_fine_tuning_options_fail_before_training(argv, message, capsys):
