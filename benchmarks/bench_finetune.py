@@ -96,13 +96,11 @@ def run_torch(X, y, repeat, threads):
     yt = torch.from_numpy(y)
     hidden = torch.nn.Linear(X.shape[1], N_HIDDEN)
     out = torch.nn.Linear(N_HIDDEN, 10)
-    params = list(hidden.parameters()) + list(out.parameters())
     # an L2 penalty of alpha / batch on the weights, as MLPClassifier and skksae apply it
     opt = torch.optim.Adam([
         {"params": [hidden.weight, out.weight], "weight_decay": ALPHA / BATCH},
         {"params": [hidden.bias, out.bias], "weight_decay": 0.0},
     ], lr=LR)
-    assert len(params) == 4
 
     def epoch():
         perm = torch.randperm(Xt.shape[0])

@@ -515,21 +515,23 @@ def main(argv=None):
                 run(args, data, grid, extractors, rows, on_row=on_row, progress=Progress(),
                     done=done)
             if args.table != "features":
-                ft_rows.extend(_finetune.run_finetune(args, data, on_row=on_ft_row,
-                                                      progress=Progress()))
+                _finetune.run_finetune(args, data, ft_rows, on_row=on_ft_row,
+                                       progress=Progress())
     except KeyboardInterrupt:
         if rows:
             print("\n" + to_markdown(rows, args.dataset))
         if ft_rows:
             print("\n" + _finetune.finetune_markdown(ft_rows))
-        rows = rows + ft_rows
-        if not rows:
+        if not rows and not ft_rows:
             saved = "no row had finished"
         elif args.out:
-            saved = (f"the {len(rows)} finished row(s) are in "
-                     f"{Path(args.out) / 'results.csv'} and results.md")
+            places = [f"{len(r)} finished row(s) are in {Path(args.out) / name}.csv and "
+                      f"{name}.md" for r, name in ((rows, "results"), (ft_rows, "finetune"))
+                      if r]
+            saved = "the " + "; the ".join(places)
         else:
-            saved = f"the {len(rows)} finished row(s) are above (no --out was given)"
+            saved = (f"the {len(rows) + len(ft_rows)} finished row(s) are above (no --out "
+                     "was given)")
         print(f"\nskksae: interrupted; {saved}", file=sys.stderr)
         return 130
     if rows:

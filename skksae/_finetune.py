@@ -72,13 +72,14 @@ def check_finetune_options(args):
     network(None, True, args)._validate_params()
 
 
-def run_finetune(args, data, log=print, on_row=None, progress=None):
-    """Pretrain the stacks, fine-tune every network; returns the rows."""
+def run_finetune(args, data, rows, log=print, on_row=None, progress=None):
+    """Pretrain the stacks, fine-tune every network; each finished row is appended to
+    ``rows`` and passed to ``on_row(rows)`` at once (so an interrupted run keeps
+    them). Returns ``rows``."""
     from . import _progress
 
     X_train, X_test, y_train, y_test = data
     depths = args.depths
-    rows = []
     stacks = {}
     for kind in KINDS:
         for pretrain in (False, True):

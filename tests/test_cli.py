@@ -200,6 +200,26 @@ def test_interrupted_run_keeps_its_finished_rows(monkeypatch, capsys, tmp_path):
     assert not list(out.glob("*.tmp"))
 
 
+def test_interrupted_fine_tuning_table_keeps_its_finished_rows(monkeypatch, capsys,
+                                                               tmp_path):
+    def interrupt(self, X, y=None):
+        raise KeyboardInterrupt
+
+    # the denoising stack's pretraining is the fourth network of --depths 1
+    monkeypatch.setattr(_cli.DenoisingAutoencoder, "fit", interrupt)
+    out = tmp_path / "out"
+    argv = ["--table", "fine-tune", "--depths", "1", "--epochs", "2", "--n-components",
+            "16", "--k", "4", "--out", str(out)]
+    assert main(argv) == 130
+    printed = capsys.readouterr()
+    assert "interrupted; the 3 finished row(s) are in" in printed.err
+    assert "finetune.csv" in printed.err
+    assert "| 1 x 16 sigmoid, random init |" in printed.out
+    with open(out / "finetune.csv") as f:
+        assert len(list(csv.DictReader(f))) == 3
+    assert not list(out.glob("*.tmp"))
+
+
 def test_progress_says_which_model_and_epoch(capsys):
     assert main(["--methods", "ksparse,dae,rbm", "--epochs", "4", "--n-components", "32",
                  "--k", "4", "--C", "1"]) == 0
