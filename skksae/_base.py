@@ -22,6 +22,28 @@ from . import _engine, _progress
 _FLOATS = [np.float64, np.float32]
 
 
+def keep_state_on_error(estimator, method, *args):
+    """Run ``method(*args)``; if it raises, put every attribute of ``estimator`` back
+    as it was, so that bad input or a diverging run leaves a fitted model intact."""
+    saved = dict(estimator.__dict__)
+    try:
+        return method(*args)
+    except BaseException:
+        estimator.__dict__.clear()
+        estimator.__dict__.update(saved)
+        raise
+
+
+def warn_not_converged(max_iter):
+    """The ConvergenceWarning of a stochastic optimizer stopped by ``max_iter``
+    (MLPClassifier's wording)."""
+    warnings.warn(
+        f"Stochastic optimizer: maximum iterations ({max_iter}) reached and the "
+        "optimization hasn't converged yet.",
+        ConvergenceWarning,
+    )
+
+
 class _BaseAutoencoder(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstimator):
     """Base class: everything but the architecture choices lives here.
 
@@ -209,18 +231,7 @@ class _BaseAutoencoder(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEs
         self : object
             The fitted estimator.
         """
-        return self._keep_state_on_error(self._fit, X)
-
-    def _keep_state_on_error(self, method, X):
-        """Run ``method(X)``; if it raises, put every attribute back as it was, so
-        that bad input or a diverging run leaves a fitted model intact."""
-        saved = dict(self.__dict__)
-        try:
-            return method(X)
-        except BaseException:
-            self.__dict__.clear()
-            self.__dict__.update(saved)
-            raise
+        return keep_state_on_error(self, self._fit, X)
 
     def _fit(self, X):
         self._check_params()
@@ -268,11 +279,7 @@ class _BaseAutoencoder(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEs
         self.loss_curve_ = loss_curve
         self.n_dead_units_ = int(np.count_nonzero(counts == 0))
         if not stopped:
-            warnings.warn(
-                f"Stochastic optimizer: maximum iterations ({self.max_iter}) reached and "
-                "the optimization hasn't converged yet.",
-                ConvergenceWarning,
-            )
+            warn_not_converged(self.max_iter)
         return self
 
     @_fit_context(prefer_skip_nested_validation=True)
@@ -295,7 +302,7 @@ class _BaseAutoencoder(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEs
         self : object
             The fitted estimator.
         """
-        return self._keep_state_on_error(self._partial_fit, X)
+        return keep_state_on_error(self, self._partial_fit, X)
 
     def _partial_fit(self, X):
         self._check_params()

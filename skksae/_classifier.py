@@ -2,14 +2,12 @@
 
 import copy
 import time
-import warnings
 from numbers import Integral, Real
 
 import numpy as np
 import scipy.sparse as sp
 from scipy.special import log_softmax, softmax
 from sklearn.base import BaseEstimator, ClassifierMixin, _fit_context, clone
-from sklearn.exceptions import ConvergenceWarning
 from sklearn.model_selection import train_test_split
 from sklearn.utils import check_random_state
 from sklearn.utils._param_validation import Interval, StrOptions
@@ -17,7 +15,7 @@ from sklearn.utils.multiclass import check_classification_targets, type_of_targe
 from sklearn.utils.validation import check_is_fitted, validate_data
 
 from . import _engine, _progress
-from ._base import _FLOATS, _BaseAutoencoder
+from ._base import _FLOATS, _BaseAutoencoder, keep_state_on_error, warn_not_converged
 from ._ksparse import KSparseAutoencoder
 
 
@@ -423,7 +421,7 @@ class AutoencoderClassifier(ClassifierMixin, BaseEstimator):
         self : object
             The fitted estimator.
         """
-        return self._keep_state_on_error(self._fit, X, y)
+        return keep_state_on_error(self, self._fit, X, y)
 
     @_fit_context(prefer_skip_nested_validation=False)
     def partial_fit(self, X, y, classes=None):
@@ -450,17 +448,7 @@ class AutoencoderClassifier(ClassifierMixin, BaseEstimator):
         self : object
             The fitted estimator.
         """
-        return self._keep_state_on_error(self._partial_fit, X, y, classes)
-
-    def _keep_state_on_error(self, method, *args):
-        """Run ``method(*args)``; if it raises, put every attribute back as it was."""
-        saved = dict(self.__dict__)
-        try:
-            return method(*args)
-        except BaseException:
-            self.__dict__.clear()
-            self.__dict__.update(saved)
-            raise
+        return keep_state_on_error(self, self._partial_fit, X, y, classes)
 
     def _can_continue(self, classes):
         if not hasattr(self, "coefs_"):
@@ -559,11 +547,7 @@ class AutoencoderClassifier(ClassifierMixin, BaseEstimator):
         self.validation_scores_ = scores
         self.best_validation_score_ = float(best) if self.early_stopping else None
         if not stopped:
-            warnings.warn(
-                f"Stochastic optimizer: maximum iterations ({self.max_iter}) reached and "
-                "the optimization hasn't converged yet.",
-                ConvergenceWarning,
-            )
+            warn_not_converged(self.max_iter)
         return self
 
     def _validation_split(self, X, y, classes, rng):
