@@ -45,46 +45,40 @@ def load_data(data_home):
         return X, rng.randint(0, 10, 60000), "random sparse images (MNIST not found)"
 
 
-def run_skksae(X, y, repeat):
+def time_partial_fit(clf, X, y, repeat):
+    """Seconds of ``repeat`` epochs of ``clf.partial_fit`` after one warm-up epoch
+    (which builds the network)."""
     import warnings
 
     from sklearn.exceptions import ConvergenceWarning
 
+    warnings.simplefilter("ignore", ConvergenceWarning)
+    clf.partial_fit(X, y, classes=np.arange(10))
+    times = []
+    for _ in range(repeat):
+        t0 = time.perf_counter()
+        clf.partial_fit(X, y)
+        times.append(time.perf_counter() - t0)
+    return times
+
+
+def run_skksae(X, y, repeat):
     from skksae import AutoencoderClassifier, KSparseAutoencoder
 
-    warnings.simplefilter("ignore", ConvergenceWarning)
     # random weights: the speed of an epoch does not depend on where they came from
     clf = AutoencoderClassifier(
         [KSparseAutoencoder(N_HIDDEN, k=K // 3, transform_k_factor=3)], pretrain=False,
         solver="adam", learning_rate=LR, alpha=ALPHA, batch_size=BATCH, random_state=0,
     )
-    classes = np.arange(10)
-    clf.partial_fit(X, y, classes=classes)  # warm-up: builds the network, one epoch
-    times = []
-    for _ in range(repeat):
-        t0 = time.perf_counter()
-        clf.partial_fit(X, y)
-        times.append(time.perf_counter() - t0)
-    return times
+    return time_partial_fit(clf, X, y, repeat)
 
 
 def run_mlp(X, y, repeat):
-    import warnings
-
-    from sklearn.exceptions import ConvergenceWarning
     from sklearn.neural_network import MLPClassifier
 
-    warnings.simplefilter("ignore", ConvergenceWarning)
     clf = MLPClassifier((N_HIDDEN,), solver="adam", learning_rate_init=LR, alpha=ALPHA,
                         batch_size=BATCH, random_state=0)
-    classes = np.arange(10)
-    clf.partial_fit(X, y, classes=classes)
-    times = []
-    for _ in range(repeat):
-        t0 = time.perf_counter()
-        clf.partial_fit(X, y)
-        times.append(time.perf_counter() - t0)
-    return times
+    return time_partial_fit(clf, X, y, repeat)
 
 
 def run_torch(X, y, repeat, threads):

@@ -587,7 +587,7 @@ class AutoencoderClassifier(ClassifierMixin, BaseEstimator):
                     "least 2 classes."
                 )
             self.classes_ = classes
-            self._one_hot(y, X.dtype)  # unknown labels fail before any pretraining
+            Y = self._one_hot(y, X.dtype)  # unknown labels fail before any pretraining
             rng = check_random_state(self.random_state)
             params, opt = self._start(X, y, classes, rng)
             loss_curve = []
@@ -601,9 +601,8 @@ class AutoencoderClassifier(ClassifierMixin, BaseEstimator):
             rng = np.random.RandomState()
             rng.set_state(self._random_state.get_state())
             loss_curve = list(self.loss_curve_)
-        dtype = params["W0"].dtype
-        Y = self._one_hot(y, dtype)
-        X = X.astype(dtype, copy=False)
+            Y = self._one_hot(y, params["W0"].dtype)
+        X = X.astype(params["W0"].dtype, copy=False)
         engine = self._make_engine(self._specs())
         n = len(loss_curve)
         loss = self._epoch(engine, params, opt, X, Y, rng, n, n + 1)

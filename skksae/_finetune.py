@@ -13,6 +13,7 @@ clean codes of the first.
 
 import time
 
+from . import _progress
 from ._classifier import AutoencoderClassifier
 from ._denoising import DenoisingAutoencoder
 from ._ksparse import KSparseAutoencoder
@@ -76,8 +77,6 @@ def run_finetune(args, data, rows, log=print, on_row=None, progress=None):
     """Pretrain the stacks, fine-tune every network; each finished row is appended to
     ``rows`` and passed to ``on_row(rows)`` at once (so an interrupted run keeps
     them). Returns ``rows``."""
-    from . import _progress
-
     X_train, X_test, y_train, y_test = data
     depths = args.depths
     stacks = {}
@@ -122,8 +121,6 @@ def _pretrained_stack(kind, depth, stacks, X_train, args, log, progress):
     """The first ``depth`` layers of the pretrained stack of this kind, fitting the
     missing ones greedily (each on the clean codes of the one below), and the
     seconds their pretraining took (whenever it ran)."""
-    from . import _progress
-
     fitted = stacks.setdefault(kind, [])
     codes = X_train
     for i in range(depth):
