@@ -434,20 +434,16 @@ class StackEngine(Engine):
 
     def __init__(self, *, layers, solver, learning_rate, alpha=0.0, first_trained=0,
                  dropout=0.0, momentum=0.9, beta_1=0.9, beta_2=0.999, epsilon=1e-8):
+        # the optimizer's settings are the Engine's; its single-layer options are
+        # unused here (no decoder, no corruption, no centring)
+        super().__init__(activation="linear", loss="squared_error", tied=True,
+                         solver=solver, learning_rate=learning_rate, momentum=momentum,
+                         beta_1=beta_1, beta_2=beta_2, epsilon=epsilon)
         self.layers = [(K.ACTIVATIONS[activation], k) for activation, k in layers]
         self.alpha = alpha
         self.dropout = dropout
         self.rng = None
         self.first_trained = first_trained
-        self.solver = solver
-        self.learning_rate = learning_rate
-        self.momentum = momentum
-        self.beta_1 = beta_1
-        self.beta_2 = beta_2
-        self.epsilon = epsilon
-        self.corrupt = None
-        self.mean = None
-        self.cross_entropy = False
 
     def run_epoch(self, params, opt, X, k, batch_size, shuffle, rng, Y=None):
         """:meth:`Engine.run_epoch`; the dropout masks are drawn from ``rng`` too."""
