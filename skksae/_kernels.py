@@ -529,6 +529,11 @@ def _update_block(solver, w, s1, s2, g, rate, beta1, beta2, epsilon, l2=0.0):
     # a slow microcode path (an epoch ran 1.5x slower): flush it to zero instead.
     # NaN compares false and is kept.
     tiny = real(_TINY32) if w.itemsize == 4 else real(_TINY64)
+    # For the same reason a gradient entry whose (1 - beta2)-weighted square would be
+    # subnormal is taken as zero (with an L2 penalty, the gradient of a weight that no
+    # sample reaches is l2 * w, and such weights decay to tiny values: an Adam step
+    # over them ran 7x slower).  Its step would be below rate * small / epsilon anyway.
+    small = np.sqrt(tiny / (one - beta2)) if solver == ADAM else zero
     if solver == SGD:
         for i in range(w.shape[0]):
             vi = beta1 * s1[i] - rate * (g[i] + l2 * w[i])
@@ -538,6 +543,7 @@ def _update_block(solver, w, s1, s2, g, rate, beta1, beta2, epsilon, l2=0.0):
     elif solver == ADAM:
         for i in range(w.shape[0]):
             gi = g[i] + l2 * w[i]
+            gi = zero if abs(gi) < small else gi
             mi = beta1 * s1[i] + (one - beta1) * gi
             vi = beta2 * s2[i] + (one - beta2) * gi * gi
             mi = zero if abs(mi) < tiny else mi

@@ -220,6 +220,31 @@ def test_optimizer_step_matches_the_textbook_update(solver, tied, k):
 
 
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_adam_takes_gradients_whose_square_underflows_as_zero(dtype):
+    """Adam treats a gradient entry (L2 term included) whose (1 - beta2)-weighted
+    square would be subnormal as zero: its moments stay as they were decayed, and the
+    weight moves only by its first moment; the other entries follow the textbook
+    update."""
+    tiny = np.finfo(dtype).tiny
+    small = np.sqrt(tiny / (1 - 0.999))
+    w = np.array([0.0, 0.0, small, 0.5], dtype=dtype)
+    g = np.array([0.3 * small, 3 * small, 0.0, 1e-3], dtype=dtype)
+    l2 = 1e-4
+    m1 = np.array([0.0, 0.0, 0.0, 1e-4], dtype=dtype)
+    m2 = np.array([0.0, 0.0, 0.0, 1e-6], dtype=dtype)
+    gi = g + l2 * w
+    gi[np.abs(gi) < small] = 0  # entries 0 and 2 (l2 * small is below too)
+    mom = 0.9 * m1 + 0.1 * gi
+    vel = 0.999 * m2 + 0.001 * gi * gi
+    expected = w - 0.01 * mom / (np.sqrt(vel) + 1e-8)
+    _kernels.optimizer_update(_kernels.ADAM, w, m1, m2, g, 0.01, 0.9, 0.999, 1e-8, l2)
+    assert m1[0] == 0 and m2[0] == 0 and m1[2] == 0 and m2[2] == 0
+    assert m1[1] != 0 and m2[1] != 0
+    np.testing.assert_allclose(w, expected, rtol=1e-6)
+    np.testing.assert_allclose(m1, mom, rtol=1e-6)
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
 @pytest.mark.parametrize("n", [1, 37, 700])  # one chunk, a partial chunk, several chunks
 def test_fused_encoder_top_k_matches_product_then_selection(dtype, n):
     rng = np.random.RandomState(n)
