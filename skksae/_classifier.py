@@ -70,11 +70,21 @@ class AutoencoderClassifier(ClassifierMixin, BaseEstimator):
         the kept units are scaled by ``1 / (1 - dropout)``; prediction uses every
         unit). In a top-k layer the units are dropped after the selection.
 
+    input_dropout : float in [0, 1), default=0.0
+        Probability of dropping each input feature during training, in the same
+        way (the dropout paper's 0.2 with ``dropout=0.5`` is a common pair).
+
     solver : {"adam", "sgd"}, default="adam"
         Optimizer of the fine-tuning: Adam, or mini-batch SGD with momentum.
 
     learning_rate : float, default=1e-3
         Step size of the fine-tuning.
+
+    learning_rate_schedule : {"constant", "linear"}, default="constant"
+        "linear" lowers the step size linearly over the ``max_iter`` epochs of each
+        :meth:`fit`, so that its last epoch runs at ``learning_rate / max_iter``
+        (the autoencoders' schedule of the same name); :meth:`partial_fit` counts
+        its calls as the epochs, and keeps the last rate after ``max_iter`` of them.
 
     momentum : float in [0, 1), default=0.9
         Momentum of the "sgd" solver.
@@ -213,8 +223,10 @@ class AutoencoderClassifier(ClassifierMixin, BaseEstimator):
         "fine_tune_k": [StrOptions({"transform", "train"})],
         "alpha": [Interval(Real, 0, None, closed="left")],
         "dropout": [Interval(Real, 0, 1, closed="left")],
+        "input_dropout": [Interval(Real, 0, 1, closed="left")],
         "solver": [StrOptions({"sgd", "adam"})],
         "learning_rate": [Interval(Real, 0, None, closed="neither")],
+        "learning_rate_schedule": [StrOptions({"constant", "linear"})],
         "momentum": [Interval(Real, 0, 1, closed="left")],
         "batch_size": [Interval(Integral, 1, None, closed="left")],
         "max_iter": [Interval(Integral, 1, None, closed="left")],
@@ -237,8 +249,10 @@ class AutoencoderClassifier(ClassifierMixin, BaseEstimator):
         fine_tune_k="transform",
         alpha=1e-4,
         dropout=0.0,
+        input_dropout=0.0,
         solver="adam",
         learning_rate=1e-3,
+        learning_rate_schedule="constant",
         momentum=0.9,
         batch_size=128,
         max_iter=200,
@@ -257,8 +271,10 @@ class AutoencoderClassifier(ClassifierMixin, BaseEstimator):
         self.fine_tune_k = fine_tune_k
         self.alpha = alpha
         self.dropout = dropout
+        self.input_dropout = input_dropout
         self.solver = solver
         self.learning_rate = learning_rate
+        self.learning_rate_schedule = learning_rate_schedule
         self.momentum = momentum
         self.batch_size = batch_size
         self.max_iter = max_iter
@@ -349,6 +365,7 @@ class AutoencoderClassifier(ClassifierMixin, BaseEstimator):
             learning_rate=self.learning_rate,
             alpha=self.alpha,
             dropout=self.dropout,
+            input_dropout=self.input_dropout,
             first_trained=0 if self.fine_tune else len(specs),
             momentum=self.momentum,
         )
@@ -517,7 +534,7 @@ class AutoencoderClassifier(ClassifierMixin, BaseEstimator):
         best_loss = np.inf
         for epoch in range(self.max_iter):
             loss = self._epoch(engine, params, opt, X, Y, rng, start + epoch,
-                               start + self.max_iter)
+                               start + self.max_iter, self._learning_rate(epoch))
             loss_curve.append(loss)
             if self.early_stopping:
                 score = self._accuracy(engine, params, X_val, y_val)
@@ -605,7 +622,7 @@ class AutoencoderClassifier(ClassifierMixin, BaseEstimator):
         X = X.astype(params["W0"].dtype, copy=False)
         engine = self._make_engine(self._specs())
         n = len(loss_curve)
-        loss = self._epoch(engine, params, opt, X, Y, rng, n, n + 1)
+        loss = self._epoch(engine, params, opt, X, Y, rng, n, n + 1, self._learning_rate(n))
         self._commit_params(params)
         self._optimizer_state = opt
         self._fitted_solver = self.solver
@@ -618,7 +635,16 @@ class AutoencoderClassifier(ClassifierMixin, BaseEstimator):
         self.best_validation_score_ = None
         return self
 
-    def _epoch(self, engine, params, opt, X, Y, rng, epoch, n_epochs):
+    def _learning_rate(self, epoch):
+        """The step size of the (0-based) epoch of the schedule."""
+        if self.learning_rate_schedule == "constant":
+            return self.learning_rate
+        return self.learning_rate * max(self.max_iter - epoch, 1) / self.max_iter
+
+    def _epoch(self, engine, params, opt, X, Y, rng, epoch, n_epochs, learning_rate):
+        """One epoch at ``learning_rate``; ``epoch`` (0-based) of ``n_epochs`` is
+        what the progress display reports."""
+        engine.learning_rate = learning_rate
         t0 = time.perf_counter()
         loss, _ = engine.run_epoch(params, opt, X, None, self.batch_size, self.shuffle, rng,
                                    Y=Y)

@@ -460,7 +460,9 @@ def parse_args(argv):
     p.add_argument("--finetune-learning-rate", type=float,
                    help="fine-tuning table: SGD learning rate")
     p.add_argument("--finetune-dropout", type=float,
-                   help="fine-tuning table: hidden-unit dropout (default 0)")
+                   help="fine-tuning table: hidden-unit dropout")
+    p.add_argument("--finetune-input-dropout", type=float,
+                   help="fine-tuning table: input dropout")
     p.add_argument("--verbose", type=int, default=0, help="per-epoch training lines")
     args = p.parse_args(argv)
     if args.epochs is not None:

@@ -426,14 +426,16 @@ class StackEngine(Engine):
     (:func:`_kernels.topk_unit_grads`, :func:`_kernels.compact_matmul`); dense layers
     use BLAS products.  Layers below ``first_trained`` are frozen (no gradient, no
     step).  ``dropout`` drops each unit of every hidden layer with that probability
-    in training (inverted dropout: :meth:`logits` uses every unit, as it
-    is).  ``alpha`` is an L2 penalty on the weights of the trained layers, added
-    to the mean batch loss as ``0.5 * alpha * sum ||W||^2 / batch`` (the convention
-    of :class:`~sklearn.neural_network.MLPClassifier`).
+    in training, ``input_dropout`` each input feature (inverted dropout: :meth:`logits`
+    uses every unit, as it is).  ``alpha`` is an L2 penalty on the weights of the
+    trained layers, added to the mean batch loss as
+    ``0.5 * alpha * sum ||W||^2 / batch`` (the convention of
+    :class:`~sklearn.neural_network.MLPClassifier`).
     """
 
     def __init__(self, *, layers, solver, learning_rate, alpha=0.0, first_trained=0,
-                 dropout=0.0, momentum=0.9, beta_1=0.9, beta_2=0.999, epsilon=1e-8):
+                 dropout=0.0, input_dropout=0.0, momentum=0.9, beta_1=0.9, beta_2=0.999,
+                 epsilon=1e-8):
         # the optimizer's settings are the Engine's; its single-layer options are
         # unused here (no decoder, no corruption, no centring)
         super().__init__(activation="linear", loss="squared_error", tied=True,
@@ -442,6 +444,7 @@ class StackEngine(Engine):
         self.layers = [(K.ACTIVATIONS[activation], k) for activation, k in layers]
         self.alpha = alpha
         self.dropout = dropout
+        self.input_dropout = input_dropout
         self.rng = None
         self.first_trained = first_trained
 
@@ -453,10 +456,10 @@ class StackEngine(Engine):
         finally:
             self.rng = None
 
-    def _dropout_mask(self, shape, dtype):
-        """Inverted dropout: each unit kept with probability 1 - dropout, and scaled
-        by 1 / (1 - dropout) when kept."""
-        keep = 1.0 - self.dropout
+    def _dropout_mask(self, shape, dtype, rate):
+        """Inverted dropout: each unit kept with probability 1 - rate, and scaled
+        by 1 / (1 - rate) when kept."""
+        keep = 1.0 - rate
         rng = self.rng if self.rng is not None else np.random.RandomState(0)
         return (rng.random_sample(shape) < keep).astype(dtype) / dtype.type(keep)
 
@@ -514,6 +517,8 @@ class StackEngine(Engine):
         scale = 1.0 / n
         # forward: every layer's output, and the compact code of the top-k layers
         outputs, codes, masks, act_grads = [], [], [], []
+        if self.input_dropout:
+            X = X * self._dropout_mask(X.shape, dtype, self.input_dropout)
         A = X
         for l in range(L):
             units = params[f"W{l}"].shape[0]
@@ -532,7 +537,7 @@ class StackEngine(Engine):
                 # output and, in the backward pass, its gradient
                 if code is None and l >= self.first_trained:
                     grad = _activation_grad_dense(A, self.layers[l][0])
-                mask = self._dropout_mask(A.shape, dtype)
+                mask = self._dropout_mask(A.shape, dtype, self.dropout)
                 A *= mask
                 masks.append(mask)
             else:

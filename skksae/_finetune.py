@@ -22,12 +22,12 @@ from ._ksparse import KSparseAutoencoder
 # fine-tuning's maximum epochs, SGD learning rate and hidden-unit dropout
 FINETUNE_DEFAULTS = {
     "digits": dict(pretrain_ksparse_epochs=100, pretrain_dae_epochs=30, finetune_epochs=100,
-                   finetune_learning_rate=0.01, finetune_dropout=0.0),
+                   finetune_learning_rate=0.01, finetune_dropout=0.0, finetune_input_dropout=0.0),
     "mnist": dict(pretrain_ksparse_epochs=100, pretrain_dae_epochs=30, finetune_epochs=40,
-                  finetune_learning_rate=0.01, finetune_dropout=0.0),
+                  finetune_learning_rate=0.01, finetune_dropout=0.0, finetune_input_dropout=0.0),
     "fashion-mnist": dict(pretrain_ksparse_epochs=100, pretrain_dae_epochs=30,
                           finetune_epochs=40, finetune_learning_rate=0.01,
-                          finetune_dropout=0.0),
+                          finetune_dropout=0.0, finetune_input_dropout=0.0),
 }
 KINDS = ("ksparse", "dae")
 ARCHITECTURE = {"ksparse": "top-k", "dae": "sigmoid"}
@@ -59,6 +59,7 @@ def network(layers, pretrain, args):
     of the training set, at most ``finetune_epochs`` epochs, ``finetune_dropout``."""
     return AutoencoderClassifier(
         layers, pretrain=pretrain, solver="sgd", dropout=args.finetune_dropout,
+        input_dropout=args.finetune_input_dropout,
         learning_rate=args.finetune_learning_rate, momentum=0.9, batch_size=128,
         max_iter=args.finetune_epochs, early_stopping=True, validation_fraction=0.1,
         n_iter_no_change=10, tol=0.0, random_state=args.seed,

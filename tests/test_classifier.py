@@ -42,11 +42,14 @@ STACKS = [  # layers (units, activation, k), first trained layer, alpha, dropout
 ]
 
 
+@pytest.mark.parametrize("input_dropout", [0.0, 0.25])
 @pytest.mark.parametrize("specs, first_trained, alpha, dropout", STACKS)
-def test_stack_gradients_match_finite_differences(specs, first_trained, alpha, dropout):
+def test_stack_gradients_match_finite_differences(specs, first_trained, alpha, dropout,
+                                                  input_dropout):
     """Backpropagation through dense and top-k layers (whose backward runs over the
-    compact code) gives the derivative of the batch loss, penalty and dropout
-    included (the same mask on every call here); frozen layers get no step."""
+    compact code) gives the derivative of the batch loss, penalty and dropout of
+    hidden units and inputs included (the same masks on every call here); frozen
+    layers get no step."""
     rng = np.random.RandomState(0)
     d, n_classes, n = 7, 3, 9
     sizes = [d] + [units for units, _, _ in specs]
@@ -59,7 +62,7 @@ def test_stack_gradients_match_finite_differences(specs, first_trained, alpha, d
     params[f"b{L}"] = rng.randn(n_classes)
     engine = _engine.StackEngine(layers=[(a, k) for _, a, k in specs], solver="adam",
                                  learning_rate=1e-3, alpha=alpha, first_trained=first_trained,
-                                 dropout=dropout)
+                                 dropout=dropout, input_dropout=input_dropout)
     X = rng.randn(n, d)
     Y = np.eye(n_classes)[rng.randint(0, n_classes, n)]
 
@@ -354,15 +357,47 @@ def test_output_layer_first_then_fine_tune(digits):
     assert clf.n_iter_ == 3
 
 
-def test_dropout_trains_and_predicts_with_every_unit(digits):
-    """Dropout changes training (other weights, a higher training loss) but not
-    prediction: the fitted network's logits use every unit, deterministically."""
+@pytest.mark.parametrize("dropout, input_dropout", [(0.5, 0.0), (0.0, 0.2)])
+def test_dropout_trains_and_predicts_with_every_unit(digits, dropout, input_dropout):
+    """Dropout of hidden units or of inputs changes training (other weights, a higher
+    training loss) but not prediction: the fitted network's logits use every unit
+    and every input, deterministically."""
     X_train, X_test, y_train, y_test = digits
     ks = _quiet(KSparseAutoencoder(64, k=8, max_iter=5, random_state=0), X_train)
     plain = _quiet(AutoencoderClassifier([ks], max_iter=20, random_state=0), X_train, y_train)
-    dropped = _quiet(AutoencoderClassifier([ks], dropout=0.5, max_iter=20, random_state=0),
+    dropped = _quiet(AutoencoderClassifier([ks], dropout=dropout, input_dropout=input_dropout,
+                                           max_iter=20, random_state=0),
                      X_train, y_train)
     assert not np.array_equal(plain.coefs_[0], dropped.coefs_[0])
     assert dropped.loss_ > plain.loss_
     np.testing.assert_array_equal(dropped.predict_proba(X_test), dropped.predict_proba(X_test))
     assert dropped.score(X_test, y_test) > 0.9
+
+
+def test_linear_learning_rate_schedule(digits, monkeypatch):
+    """The "linear" schedule lowers the step size over the max_iter epochs of fit,
+    to learning_rate / max_iter in the last; partial_fit counts its calls and keeps
+    the last rate after max_iter of them; the result differs from a constant rate."""
+    X_train, _, y_train, _ = digits
+    ks = _quiet(KSparseAutoencoder(32, k=4, max_iter=2, random_state=0), X_train)
+    rates = []
+    run_epoch = _engine.StackEngine.run_epoch
+
+    def spy(self, *args, **kwargs):
+        rates.append(self.learning_rate)
+        return run_epoch(self, *args, **kwargs)
+
+    monkeypatch.setattr(_engine.StackEngine, "run_epoch", spy)
+    params = dict(learning_rate=0.01, max_iter=4, n_iter_no_change=100, random_state=0)
+    linear = _quiet(AutoencoderClassifier([ks], learning_rate_schedule="linear", **params),
+                    X_train, y_train)
+    np.testing.assert_allclose(rates, [0.01, 0.0075, 0.005, 0.0025])
+    rates.clear()
+    constant = _quiet(AutoencoderClassifier([ks], **params), X_train, y_train)
+    np.testing.assert_allclose(rates, [0.01] * 4)
+    assert not np.array_equal(linear.coefs_[0], constant.coefs_[0])
+    rates.clear()
+    inc = AutoencoderClassifier([ks], learning_rate_schedule="linear", **params)
+    for _ in range(6):
+        inc.partial_fit(X_train, y_train, classes=np.unique(y_train))
+    np.testing.assert_allclose(rates, [0.01, 0.0075, 0.005, 0.0025, 0.0025, 0.0025])
