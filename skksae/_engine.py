@@ -456,12 +456,15 @@ class StackEngine(Engine):
         finally:
             self.rng = None
 
-    def _dropout_mask(self, shape, dtype, rate):
-        """Inverted dropout: each unit kept with probability 1 - rate, and scaled
-        by 1 / (1 - rate) when kept."""
+    def _dropout_mask(self, out, rate):
+        """Inverted dropout's mask into ``out``: each unit kept with probability
+        1 - rate, and scaled by 1 / (1 - rate) when kept.  A seed drawn from the
+        epoch's ``rng`` makes the masks reproducible."""
         keep = 1.0 - rate
         rng = self.rng if self.rng is not None else np.random.RandomState(0)
-        return (rng.random_sample(shape) < keep).astype(dtype) / dtype.type(keep)
+        seed = rng.randint(np.iinfo(np.int64).max, dtype=np.int64)
+        K.call(K.bernoulli_mask, seed, keep, 1.0 / keep, out)
+        return out
 
     def trained_names(self):
         """Names of the parameters the optimizer updates."""
@@ -518,7 +521,9 @@ class StackEngine(Engine):
         # forward: every layer's output, and the compact code of the top-k layers
         outputs, codes, masks, act_grads = [], [], [], []
         if self.input_dropout:
-            X = X * self._dropout_mask(X.shape, dtype, self.input_dropout)
+            mask = self._dropout_mask(_buffer(buffers, "Xdrop", X.shape, dtype),
+                                      self.input_dropout)
+            X = np.multiply(X, mask, out=mask)
         A = X
         for l in range(L):
             units = params[f"W{l}"].shape[0]
@@ -537,7 +542,8 @@ class StackEngine(Engine):
                 # output and, in the backward pass, its gradient
                 if code is None and l >= self.first_trained:
                     grad = _activation_grad_dense(A, self.layers[l][0])
-                mask = self._dropout_mask(A.shape, dtype, self.dropout)
+                mask = self._dropout_mask(_buffer(buffers, f"mask{l}", A.shape, dtype),
+                                          self.dropout)
                 A *= mask
                 masks.append(mask)
             else:

@@ -725,6 +725,39 @@ def topk_decode_residual(Z, bias, k, activation, idx, vals, D, c, X, out_activat
 
 
 # ----------------------------------------------------------------------------
+# Random masks (dropout, masking noise)
+
+
+@njit(cache=True, inline="always")
+def _mix64(z):
+    """SplitMix64's output function: a bijective hash of a 64-bit counter whose
+    outputs pass statistical tests as a random stream (Steele et al., 2014)."""
+    z = (z ^ (z >> np.uint64(30))) * np.uint64(0xBF58476D1CE4E5B9)
+    z = (z ^ (z >> np.uint64(27))) * np.uint64(0x94D049BB133111EB)
+    return z ^ (z >> np.uint64(31))
+
+
+@njit(parallel=True, cache=True)
+def bernoulli_mask(seed, keep, scale, out):
+    """Fill ``out`` (2-D) with ``scale`` where a uniform draw is below ``keep`` (at a
+    resolution of 2**-24) and 0 elsewhere.  Entry (i, j) is a hash of ``seed`` and
+    its position, so the mask is the same for any number of threads, and a new
+    ``seed`` per call gives independent masks."""
+    n, m = out.shape
+    threshold = np.uint64(min(max(keep, 0.0), 1.0) * 16777216.0)
+    value = out.dtype.type(scale)
+    zero = out.dtype.type(0)
+    base = _mix64(np.uint64(seed)) + np.uint64(0x9E3779B97F4A7C15)
+    step = np.uint64(0x9E3779B97F4A7C15)
+    for i in prange(n):
+        row = out[i]
+        start = base + np.uint64(i) * np.uint64(m) * step
+        for j in range(m):
+            z = _mix64(start + np.uint64(j) * step)
+            row[j] = value if (z >> np.uint64(40)) < threshold else zero
+
+
+# ----------------------------------------------------------------------------
 # A stack of layers with a softmax output (the fine-tuning classifier)
 
 

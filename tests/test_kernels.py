@@ -259,3 +259,37 @@ def test_fused_encoder_top_k_matches_product_then_selection(dtype, n):
     top = _reference_topk(Z, 6)
     np.put_along_axis(expected, top, np.maximum(np.take_along_axis(Z, top, axis=1), 0), axis=1)
     np.testing.assert_allclose(H, expected, rtol=1e-4, atol=1e-5)
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("keep", [0.0, 0.2, 0.75, 1.0])
+def test_bernoulli_mask(dtype, keep):
+    """The mask holds ``scale`` with probability ``keep`` and 0 elsewhere, is the same
+    for a seed whatever the thread count, differs between seeds, and has no pattern
+    along rows or columns."""
+    import numba
+
+    out = np.empty((400, 500), dtype=dtype)
+    _kernels.bernoulli_mask(7, keep, 2.5, out)
+    assert set(np.unique(out)) <= {0.0, 2.5}
+    kept = out != 0
+    # 200,000 draws: the fraction is within 5 standard deviations of keep
+    assert abs(kept.mean() - keep) <= 5 * np.sqrt(keep * (1 - keep) / kept.size) + 1e-12
+    if 0 < keep < 1:
+        sd = np.sqrt(keep * (1 - keep))
+        for frac in (kept.mean(axis=0), kept.mean(axis=1)):  # per column, per row
+            assert np.abs(frac - keep).max() < 6 * sd / np.sqrt(min(out.shape))
+        # neighbouring entries are uncorrelated
+        a, b = kept[:, :-1].ravel(), kept[:, 1:].ravel()
+        assert abs(np.corrcoef(a, b)[0, 1]) < 0.02
+        other = np.empty_like(out)
+        _kernels.bernoulli_mask(8, keep, 2.5, other)
+        assert not np.array_equal(out, other)
+    threads = numba.get_num_threads()
+    try:
+        numba.set_num_threads(1)
+        again = np.empty_like(out)
+        _kernels.bernoulli_mask(7, keep, 2.5, again)
+    finally:
+        numba.set_num_threads(threads)
+    np.testing.assert_array_equal(out, again)
