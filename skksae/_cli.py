@@ -455,10 +455,11 @@ def parse_args(argv):
     p.add_argument("--pretrain-dae-epochs", type=int,
                    help="fine-tuning table: epochs of each denoising layer's pretraining")
     p.add_argument("--finetune-epochs", type=int,
-                   help="fine-tuning table: most epochs of each network's fine-tuning "
-                   "(early stopping on a validation split picks the epoch)")
+                   help="fine-tuning table: epochs of each network's fine-tuning (the "
+                   "best epoch on a validation split is kept)")
     p.add_argument("--finetune-learning-rate", type=float,
-                   help="fine-tuning table: SGD learning rate")
+                   help="fine-tuning table: SGD learning rate of the first epoch, lowered "
+                   "linearly over the epochs")
     p.add_argument("--finetune-dropout", type=float,
                    help="fine-tuning table: hidden-unit dropout")
     p.add_argument("--finetune-input-dropout", type=float,

@@ -51,7 +51,8 @@ def test_fine_tuning_table_on_digits(tmp_path, capsys):
     by = {(r["network"].split(", ")[0], r["init"]): r for r in rows}
     for r in rows:
         assert 0 <= float(r["test_error"]) < 60  # far better than chance (90%)
-        assert 1 <= int(r["epochs"]) <= 15
+        assert int(r["epochs"]) == 15  # the same budget for every network
+        assert 1 <= int(r["best_epoch"]) <= 15
         if r["init"] == "random init":
             assert float(r["pretrain_time_s"]) == 0
     one = float(by[("1 x 32 top-k", "pretrained")]["pretrain_time_s"])
@@ -63,6 +64,7 @@ def test_fine_tuning_table_on_digits(tmp_path, capsys):
 @pytest.mark.parametrize("argv, message", [
     (["--table", "fine-tune", "--finetune-learning-rate", "-1"], "fine-tuning table"),
     (["--table", "fine-tune", "--finetune-dropout", "1"], "dropout"),
+    (["--table", "fine-tune", "--finetune-input-dropout", "-0.1"], "input_dropout"),
     (["--table", "all", "--k", "300"], "larger than --n-components"),
 ])
 def test_bad_fine_tuning_options_fail_before_training(argv, message, capsys):
