@@ -83,8 +83,9 @@ class AutoencoderClassifier(ClassifierMixin, BaseEstimator):
     learning_rate_schedule : {"constant", "linear"}, default="constant"
         "linear" lowers the step size linearly over the ``max_iter`` epochs of each
         :meth:`fit`, so that its last epoch runs at ``learning_rate / max_iter``
-        (the autoencoders' schedule of the same name); :meth:`partial_fit` counts
-        its calls as the epochs, and keeps the last rate after ``max_iter`` of them.
+        (the autoencoders' schedule of the same name); :meth:`partial_fit` runs
+        epoch ``n_iter_`` of the schedule, and keeps the last rate after
+        ``max_iter`` epochs.
 
     momentum : float in [0, 1), default=0.9
         Momentum of the "sgd" solver.
