@@ -2,7 +2,7 @@
 
 import copy
 import time
-from numbers import Integral, Real
+from numbers import Real
 
 import numpy as np
 import scipy.sparse as sp
@@ -15,7 +15,13 @@ from sklearn.utils.multiclass import check_classification_targets, type_of_targe
 from sklearn.utils.validation import check_is_fitted, validate_data
 
 from . import _engine, _progress
-from ._base import _FLOATS, _BaseAutoencoder, keep_state_on_error, warn_not_converged
+from ._base import (
+    _FLOATS,
+    TRAINING_CONSTRAINTS,
+    _BaseAutoencoder,
+    keep_state_on_error,
+    warn_not_converged,
+)
 from ._ksparse import KSparseAutoencoder
 
 
@@ -218,6 +224,7 @@ class AutoencoderClassifier(ClassifierMixin, BaseEstimator):
     """
 
     _parameter_constraints: dict = {
+        **TRAINING_CONSTRAINTS,
         "autoencoders": [list, tuple, None],
         "pretrain": ["boolean"],
         "fine_tune": ["boolean"],
@@ -225,20 +232,8 @@ class AutoencoderClassifier(ClassifierMixin, BaseEstimator):
         "alpha": [Interval(Real, 0, None, closed="left")],
         "dropout": [Interval(Real, 0, 1, closed="left")],
         "input_dropout": [Interval(Real, 0, 1, closed="left")],
-        "solver": [StrOptions({"sgd", "adam"})],
-        "learning_rate": [Interval(Real, 0, None, closed="neither")],
-        "learning_rate_schedule": [StrOptions({"constant", "linear"})],
-        "momentum": [Interval(Real, 0, 1, closed="left")],
-        "batch_size": [Interval(Integral, 1, None, closed="left")],
-        "max_iter": [Interval(Integral, 1, None, closed="left")],
-        "tol": [Interval(Real, 0, None, closed="left")],
-        "n_iter_no_change": [Interval(Integral, 1, None, closed="left")],
         "early_stopping": ["boolean"],
         "validation_fraction": [Interval(Real, 0, 1, closed="neither")],
-        "shuffle": ["boolean"],
-        "warm_start": ["boolean"],
-        "random_state": ["random_state"],
-        "verbose": ["verbose"],
     }
 
     def __init__(
