@@ -11,15 +11,19 @@ Numba's would otherwise fight over the cores between every two kernels.
 
 Numba's default ``workqueue`` threading layer aborts the process when two Python
 threads enter a parallel region at once.  Every parallel kernel is therefore called
-through :func:`call` (or :func:`matmul`), which hold a module-level lock.
+through :func:`call` (or :func:`matmul`), which hold a module-level lock.  In a task of
+a Dask worker they also cap the calling thread's Numba threads at the worker's thread
+count (:func:`_cap_threads`), so that workers sharing the cores do not oversubscribe
+them.
 """
 
 import os
+import sys
 import threading
 
 import numpy as np
 from llvmlite import binding as llvm_binding
-from numba import get_num_threads, njit, prange, types  # noqa: F401
+from numba import get_num_threads, njit, prange, set_num_threads, types  # noqa: F401
 from numba.cpython.unsafe.numbers import trailing_zeros
 from numba.extending import get_cython_function_address
 from threadpoolctl import ThreadpoolController
@@ -36,14 +40,40 @@ if hasattr(os, "register_at_fork"):
     os.register_at_fork(after_in_child=_reset_lock_after_fork)
 
 
+_THREAD = threading.local()
+
+
+def _cap_threads():
+    """In a task thread of a Dask worker, lower this thread's Numba thread count to the
+    worker's ``nthreads`` (checked once per thread; Numba's setting is thread-local).
+
+    A worker started with ``threads_per_worker=t`` then runs the kernels on at most t
+    threads (the module lock lets one parallel region run at a time, and the BLAS calls
+    inside the kernels are single-threaded).  Elsewhere nothing changes, and the check
+    costs one attribute lookup.  ``distributed`` is never imported here: a process that
+    runs a worker has imported it already.
+    """
+    if getattr(_THREAD, "checked", False) or "distributed" not in sys.modules:
+        return
+    _THREAD.checked = True
+    try:
+        nthreads = sys.modules["distributed"].get_worker().state.nthreads
+    except (AttributeError, ValueError):  # not a worker's task thread
+        return
+    if 0 < nthreads < get_num_threads():
+        set_num_threads(nthreads)
+
+
 def call(kernel, *args):
     """Call a parallel Numba kernel while holding the module lock."""
+    _cap_threads()
     with _LOCK:
         return kernel(*args)
 
 
 def matmul(A, trans_a, B, trans_b, C, beta=0.0):
     """``C = op(A) @ op(B) + beta * C`` on Numba's threads (see :func:`gemm`)."""
+    _cap_threads()
     with _LOCK:
         gemm(A, trans_a, B, trans_b, C, beta, get_num_threads())
     return C
