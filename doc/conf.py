@@ -35,6 +35,8 @@ sphinx_gallery_conf = {
     "examples_dirs": "../examples",
     "gallery_dirs": "auto_examples",
     "filename_pattern": "/plot_",
+    # a script that starts a Dask cluster: documented on the "Scaling out" page
+    "ignore_pattern": r"__init__\.py|scaling_out_dask\.py",
     "download_all_examples": False,
     "remove_config_comments": True,
 }
