@@ -22,7 +22,6 @@ that hold them pickle cleanly and load with ``skops.io`` using only trusted type
 
 import numpy as np
 import scipy.sparse as sp
-from scipy.special import expit
 
 from . import _kernels as K
 
@@ -85,12 +84,21 @@ def copy_state(d):
     return {k: (v.copy() if isinstance(v, np.ndarray) else v) for k, v in d.items()}
 
 
-def _activate_dense(H, activation):
-    if activation == K.RELU:
-        np.maximum(H, 0, out=H)
-    elif activation == K.SIGMOID:
-        expit(H, out=H)
+def _activate_dense(H, activation, bias=None):
+    """``H = act(H + bias)`` in place (a dense, C-contiguous array)."""
+    if activation == K.LINEAR and bias is None:
+        return H
+    if bias is None:
+        bias = np.zeros(H.shape[1], dtype=H.dtype)
+    K.call(K.bias_activate, H, bias, activation)
     return H
+
+
+def _mul_activation_grad(G, H, activation):
+    """``G *= act'(pre-activation)`` in place, from the activation's values H."""
+    if activation != K.LINEAR:
+        K.call(K.mul_activation_grad, G, H, activation)
+    return G
 
 
 def _activation_grad_dense(H, activation):
@@ -171,8 +179,7 @@ class Engine:
                     return H
                 H = _encoder_product(X, W, H)
                 if k is None:
-                    H += b
-                    return _activate_dense(H, self.activation)
+                    return _activate_dense(H, self.activation, b)
                 K.call(K.topk_dense_inplace, H, b, k, self.activation)
             return H
         # Compressed output, built chunk by chunk to bound memory.  The kernel
@@ -263,8 +270,7 @@ class Engine:
         out = _buffer(buffers, "out", X.shape, dtype)
         gD = grads["W"] if self.tied else grads["D"]
         if k is None:
-            Z += b
-            H = _activate_dense(Z, self.activation)
+            H = _activate_dense(Z, self.activation, b)
             K.matmul(H, False, D, False, out)
             out += c
             total = K.call(
@@ -273,13 +279,12 @@ class Engine:
             G = out
             K.matmul(H, True, G, False, gD)
             dZ = K.matmul(G, False, D, True, _buffer(buffers, "dZ", (n, m), dtype))
-            act_grad = _activation_grad_dense(H, self.activation)
-            if act_grad is not None:
-                dZ *= act_grad
+            _mul_activation_grad(dZ, H, self.activation)
             # with tied weights the encoder gradient adds to the decoder's
             K.matmul(dZ, True, Xc, False, grads["W"], 1.0 if self.tied else 0.0)
             K.call(K.column_sums, dZ, grads["b"])
-            counts = np.count_nonzero(H, axis=0)
+            counts = np.empty(m, dtype=np.int64)
+            K.call(K.column_sums, H, counts, True)
         else:
             idx = _buffer(buffers, "idx", (n, k), np.int64)
             vals = _buffer(buffers, "vals", (n, k), dtype)
@@ -481,8 +486,7 @@ class StackEngine(Engine):
             k = None
         Z = _encoder_product(A, W, Z)
         if k is None:
-            Z += b
-            return _activate_dense(Z, activation), None
+            return _activate_dense(Z, activation, b), None
         return Z, k
 
     def logits(self, params, X, chunk_size=4096):
@@ -567,11 +571,10 @@ class StackEngine(Engine):
                 if l < L:  # dense hidden layer: G holds dL/dH; make it dL/dZ
                     if masks[l] is not None:
                         G *= masks[l]
-                        act_grad = act_grads[l]
+                        if act_grads[l] is not None:
+                            G *= act_grads[l]
                     else:
-                        act_grad = _activation_grad_dense(outputs[l], self.layers[l][0])
-                    if act_grad is not None:
-                        G *= act_grad
+                        _mul_activation_grad(G, outputs[l], self.layers[l][0])
                 K.matmul(G, True, A_in, False, grads[f"W{l}"])
                 K.call(K.column_sums, G, grads[f"b{l}"])
                 if l > self.first_trained:

@@ -313,6 +313,49 @@ def _activate(v, activation, one):
     return v
 
 
+@njit(cache=True, inline="always")
+def _exp32(x):
+    """``exp(x)`` in float32 without a library call, so that loops calling it
+    vectorise: ``x = n log 2 + r`` with ``|r| <= log(2) / 2`` (log 2 split in two parts
+    for an exact reduction), a degree-6 polynomial for ``exp(r)`` (Cephes' ``expf``
+    coefficients) and ``2**n`` built in the exponent bits.  Within 2 ulp of the C
+    library's ``expf`` for arguments in [-87, 88], which it is clamped to (so the
+    result is never 0, inf or subnormal); NaN stays NaN."""
+    one = np.float32(1.0)
+    if x > np.float32(88.0):
+        x = np.float32(88.0)
+    if x < np.float32(-87.0):
+        x = np.float32(-87.0)
+    n = np.floor(x * np.float32(1.4426950408889634) + np.float32(0.5))
+    r = x - n * np.float32(0.693359375)
+    r = r - n * np.float32(-2.12194440e-4)
+    p = np.float32(1.9875691500e-4)
+    p = p * r + np.float32(1.3981999507e-3)
+    p = p * r + np.float32(8.3334519073e-3)
+    p = p * r + np.float32(4.1665795894e-2)
+    p = p * r + np.float32(1.6666665459e-1)
+    p = p * r + np.float32(5.0000001201e-1)
+    p = p * r * r + r + one
+    return p * np.int32((np.int32(n) + np.int32(127)) << np.int32(23)).view(np.float32)
+
+
+@njit(cache=True, inline="always")
+def _log1p_unit32(u):
+    """``log1p(u)`` in float32 for ``u`` in [0, 1], without a library call:
+    ``2 atanh(s)`` with ``s = u / (2 + u) <= 1/3``, its series to the s**13 term
+    (truncation below 2e-8 relative)."""
+    s = u / (np.float32(2.0) + u)
+    w = s * s
+    p = np.float32(1.0 / 13.0)
+    p = p * w + np.float32(1.0 / 11.0)
+    p = p * w + np.float32(1.0 / 9.0)
+    p = p * w + np.float32(1.0 / 7.0)
+    p = p * w + np.float32(1.0 / 5.0)
+    p = p * w + np.float32(1.0 / 3.0)
+    p = p * w + np.float32(1.0)
+    return np.float32(2.0) * s * p
+
+
 @njit(cache=True)
 def _fill_nan(z, bias, idx_row, val_row, p):
     """Complete a row of the top-k output with columns whose value is NaN, in order."""
@@ -493,10 +536,52 @@ def gather_rows(X, rows, shift, out):
 
 
 @njit(parallel=True, cache=True)
-def column_sums(A, out):
-    """``out[f] = sum_i A[i, f]``: each of a fixed number of row blocks sums its rows
-    on a thread, then the blocks' sums are added in order, so the result does not
-    depend on the number of threads."""
+def bias_activate(Z, bias, activation):
+    """``Z = act(Z + bias)`` in place, on Numba's threads.  The sigmoid is
+    ``1 / (1 + exp(-v))``; in float32 through :func:`_exp32` (the loop vectorises;
+    within a few ulp of ``scipy.special.expit``), in float64 through the C library's
+    ``exp`` (``expit``'s bits).  ReLU keeps NaN, as ``np.maximum`` does."""
+    zero, one = Z.dtype.type(0), Z.dtype.type(1)
+    for i in prange(Z.shape[0]):
+        z = Z[i]
+        if activation == SIGMOID and Z.itemsize == 4:
+            for f in range(z.shape[0]):
+                z[f] = one / (one + _exp32(-(z[f] + bias[f])))
+        elif activation == SIGMOID:
+            for f in range(z.shape[0]):
+                z[f] = one / (one + np.exp(-(z[f] + bias[f])))
+        elif activation == RELU:
+            for f in range(z.shape[0]):
+                v = z[f] + bias[f]
+                z[f] = zero if v <= zero else v
+        else:
+            for f in range(z.shape[0]):
+                z[f] += bias[f]
+
+
+@njit(parallel=True, cache=True)
+def mul_activation_grad(G, H, activation):
+    """``G *= act'(pre-activation)`` in place, the derivative written with the
+    activation's values H: ``H (1 - H)`` for the sigmoid, ``H > 0`` for ReLU (each
+    product rounded as NumPy's ``G *= H * (1 - H)`` rounds it)."""
+    zero, one = G.dtype.type(0), G.dtype.type(1)
+    for i in prange(G.shape[0]):
+        g = G[i]
+        h = H[i]
+        if activation == SIGMOID:
+            for f in range(g.shape[0]):
+                g[f] *= h[f] * (one - h[f])
+        elif activation == RELU:
+            for f in range(g.shape[0]):
+                g[f] *= one if h[f] > zero else zero
+
+
+@njit(parallel=True, cache=True)
+def column_sums(A, out, nonzero=False):
+    """``out[f] = sum_i A[i, f]`` (with ``nonzero``: the number of nonzero entries of
+    column f): each of a fixed number of row blocks sums its rows on a thread, then
+    the blocks' sums are added in order, so the result does not depend on the number
+    of threads."""
     n, d = A.shape
     n_blocks = max(1, min(8, n // 128))
     partial = np.zeros((n_blocks, d), dtype=out.dtype)
@@ -504,8 +589,12 @@ def column_sums(A, out):
         acc = partial[blk]
         for i in range(blk * n // n_blocks, (blk + 1) * n // n_blocks):
             row = A[i]
-            for f in range(d):
-                acc[f] += row[f]
+            if nonzero:
+                for f in range(d):
+                    acc[f] += row[f] != 0
+            else:
+                for f in range(d):
+                    acc[f] += row[f]
     out[:] = partial[0]
     for blk in range(1, n_blocks):
         out += partial[blk]
@@ -682,9 +771,20 @@ def _residual_row(o, x, activation, cross_entropy, scale):
     zero, half, one, scale = real(0), real(0.5), real(1), real(scale)
     s = zero
     # one loop per case, so that each vectorises
-    if cross_entropy:
+    if cross_entropy and o.itemsize == 4:
+        # float32: one exp(-|a|) gives both the sigmoid and the loss's log1p term,
+        # through the vectorisable _exp32 and _log1p_unit32
         for f in range(o.shape[0]):
+            a = o[f]
+            t = x[f]
+            e = _exp32(-abs(a))
             # log-sum-exp form of -t*log(sig(a)) - (1-t)*log(1-sig(a)), stable for any a
+            s += max(a, zero) - a * t + _log1p_unit32(e)
+            # sig(a) = 1 / (1 + e) for a >= 0 and e / (1 + e) below, both exact in
+            # relative terms
+            o[f] = ((one if a >= zero else e) / (one + e) - t) * scale
+    elif cross_entropy:
+        for f in range(o.shape[0]):
             a = o[f]
             t = x[f]
             s += max(a, zero) - a * t + np.log1p(np.exp(-abs(a)))
@@ -702,10 +802,12 @@ def _residual_row(o, x, activation, cross_entropy, scale):
     return s
 
 
-@njit(parallel=True, cache=True)
+@njit(parallel=True, cache=True, fastmath={"reassoc", "contract"})
 def output_residual(out, X, activation, cross_entropy, scale):
     """:func:`_residual_row` for every row of a dense decoder output; returns the
-    summed loss."""
+    summed loss.  Re-association (of each row's loss sum, so that it vectorises) and
+    fused multiply-adds are the only liberties allowed: NaN and inf keep their
+    meaning."""
     n = out.shape[0]
     total = np.zeros(n)
     for i in prange(n):

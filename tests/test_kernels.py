@@ -293,3 +293,83 @@ def test_bernoulli_mask(dtype, keep):
     finally:
         numba.set_num_threads(threads)
     np.testing.assert_array_equal(out, again)
+
+
+def test_exp32_and_log1p32_against_float64():
+    """The vectorisable float32 exp and log1p: within 2 ulp of the correctly rounded
+    value over the clamped range; NaN stays NaN; the clamp keeps results finite."""
+    from numba import njit
+
+    exp32 = njit(lambda x: _kernels._exp32(x))
+    log1p32 = njit(lambda u: _kernels._log1p_unit32(u))
+    x = np.linspace(-87, 88, 200_001).astype(np.float32)
+    got = np.array([exp32(v) for v in x[::50]], dtype=np.float32)
+    ref = np.exp(x[::50].astype(np.float64)).astype(np.float32)
+    assert np.abs(got.view(np.int32) - ref.view(np.int32)).max() <= 2
+    assert np.isnan(exp32(np.float32(np.nan)))
+    assert 0 < exp32(np.float32(-1000)) and np.isfinite(exp32(np.float32(1000)))
+    u = np.concatenate([[0.0, 1e-30, 1e-8], np.linspace(0, 1, 4001)]).astype(np.float32)
+    got = np.array([log1p32(v) for v in u], dtype=np.float32)
+    ref = np.log1p(u.astype(np.float64))
+    np.testing.assert_allclose(got, ref, rtol=3e-7, atol=0)
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_cross_entropy_residual(dtype):
+    """The sigmoid + cross-entropy output: the gradient sig(a) - t and the loss
+    softplus(a) - a t against float64 references, for large |a| too."""
+    rng = np.random.RandomState(0)
+    A = (rng.randn(64, 300) * 8).astype(dtype)
+    A[0, :4] = [-200, 200, -90, 90]
+    T = (rng.rand(64, 300) < 0.3).astype(dtype) * rng.rand(64, 300).astype(dtype)
+    G = A.copy()
+    total = _kernels.output_residual(G, T, _kernels.SIGMOID, True, 0.5)
+    a, t = A.astype(np.float64), T.astype(np.float64)
+    sig = np.exp(-np.logaddexp(0, -a))
+    eps = np.finfo(dtype).eps
+    np.testing.assert_allclose(G, (sig - t) * 0.5, rtol=0, atol=2 * eps)
+    ref_loss = (np.logaddexp(0, a) - a * t).sum()
+    assert abs(total - ref_loss) <= 20 * eps * np.abs(np.logaddexp(0, a) + a * t).sum()
+    G[0, 0] = np.nan
+    assert np.isnan(_kernels.output_residual(G, T, _kernels.SIGMOID, True, 0.5))
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("activation", [_kernels.LINEAR, _kernels.RELU, _kernels.SIGMOID])
+def test_dense_activation_kernels_match_numpy(dtype, activation):
+    """bias_activate and mul_activation_grad give NumPy's bits (and scipy's expit's
+    in float64; within 4 ulp of them in float32, through the kernels' own exp)."""
+    from scipy.special import expit
+
+    rng = np.random.RandomState(1)
+    Z = (rng.randn(50, 70) * 6).astype(dtype)
+    Z[0, 0] = np.nan
+    b = rng.randn(70).astype(dtype)
+    H = Z.copy()
+    _kernels.bias_activate(H, b, activation)
+    ref = Z + b
+    if activation == _kernels.RELU:
+        ref = np.maximum(ref, 0)
+    elif activation == _kernels.SIGMOID:
+        ref = expit(ref)
+    if activation == _kernels.SIGMOID and dtype == np.float32:
+        assert np.isnan(H[0, 0])
+        np.testing.assert_array_max_ulp(H[1:], ref[1:], maxulp=4)
+    else:
+        np.testing.assert_array_equal(H, ref)
+    G = rng.randn(50, 70).astype(dtype)
+    expected = G.copy()
+    if activation == _kernels.RELU:
+        expected *= (H > 0).astype(dtype)
+    elif activation == _kernels.SIGMOID:
+        expected *= H * (1 - H)
+    _kernels.mul_activation_grad(G, H, activation)
+    np.testing.assert_array_equal(G, expected)
+
+
+def test_column_nonzero_counts():
+    rng = np.random.RandomState(2)
+    A = (rng.rand(300, 40) < 0.3) * rng.randn(300, 40)
+    out = np.empty(40, dtype=np.int64)
+    _kernels.column_sums(A, out, True)
+    np.testing.assert_array_equal(out, np.count_nonzero(A, axis=0))
