@@ -108,11 +108,16 @@ def run_torch(X, y, repeat, threads):
             loss.backward()
             opt.step()
 
-    epoch()
+    return timed(epoch, repeat)
+
+
+def timed(fn, repeat):
+    """Seconds of ``repeat`` calls of ``fn`` after one warm-up call."""
+    fn()
     times = []
     for _ in range(repeat):
         t0 = time.perf_counter()
-        epoch()
+        fn()
         times.append(time.perf_counter() - t0)
     return times
 
