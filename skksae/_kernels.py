@@ -327,6 +327,8 @@ def _exp32(x):
     if x < np.float32(-87.0):
         x = np.float32(-87.0)
     n = np.floor(x * np.float32(1.4426950408889634) + np.float32(0.5))
+    if n != n:  # NaN: keep the integer conversion below defined (the result is NaN)
+        n = np.float32(0.0)
     r = x - n * np.float32(0.693359375)
     r = r - n * np.float32(-2.12194440e-4)
     p = np.float32(1.9875691500e-4)
