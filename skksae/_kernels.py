@@ -342,6 +342,14 @@ def _exp32(x):
 
 
 @njit(cache=True, inline="always")
+def _flush32(v):
+    """v, or 0 where v is subnormal (as a processor's flush-to-zero mode would give):
+    products on subnormal numbers take a slow path in every later matrix product.
+    NaN stays NaN."""
+    return v if abs(v) >= np.float32(1.1754944e-38) else v * np.float32(0.0)
+
+
+@njit(cache=True, inline="always")
 def _log1p_unit32(u):
     """``log1p(u)`` in float32 for ``u`` in [0, 1], without a library call:
     ``2 atanh(s)`` with ``s = u / (2 + u) <= 1/3``, its series to the s**13 term
@@ -541,14 +549,15 @@ def gather_rows(X, rows, shift, out):
 def bias_activate(Z, bias, activation):
     """``Z = act(Z + bias)`` in place, on Numba's threads.  The sigmoid is
     ``1 / (1 + exp(-v))``; in float32 through :func:`_exp32` (the loop vectorises;
-    within a few ulp of ``scipy.special.expit``), in float64 through the C library's
-    ``exp`` (``expit``'s bits).  ReLU keeps NaN, as ``np.maximum`` does."""
+    within a few ulp of ``scipy.special.expit``, and 0 where that would be subnormal,
+    below v = -87), in float64 through the C library's ``exp`` (``expit``'s bits).
+    ReLU keeps NaN, as ``np.maximum`` does."""
     zero, one = Z.dtype.type(0), Z.dtype.type(1)
     for i in prange(Z.shape[0]):
         z = Z[i]
         if activation == SIGMOID and Z.itemsize == 4:
             for f in range(z.shape[0]):
-                z[f] = one / (one + _exp32(-(z[f] + bias[f])))
+                z[f] = _flush32(one / (one + _exp32(-(z[f] + bias[f]))))
         elif activation == SIGMOID:
             for f in range(z.shape[0]):
                 z[f] = one / (one + np.exp(-(z[f] + bias[f])))
@@ -783,8 +792,8 @@ def _residual_row(o, x, activation, cross_entropy, scale):
             # log-sum-exp form of -t*log(sig(a)) - (1-t)*log(1-sig(a)), stable for any a
             s += max(a, zero) - a * t + _log1p_unit32(e)
             # sig(a) = 1 / (1 + e) for a >= 0 and e / (1 + e) below, both exact in
-            # relative terms
-            o[f] = ((one if a >= zero else e) / (one + e) - t) * scale
+            # relative terms; a sigmoid near 0 times a small scale would be subnormal
+            o[f] = _flush32(((one if a >= zero else e) / (one + e) - t) * scale)
     elif cross_entropy:
         for f in range(o.shape[0]):
             a = o[f]
