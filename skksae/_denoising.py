@@ -6,18 +6,16 @@ import numpy as np
 import scipy.sparse as sp
 from sklearn.utils._param_validation import Interval, StrOptions
 
-from . import _kernels as K
 from ._base import _BaseAutoencoder
+from ._engine import bernoulli_mask
 
 
 def _masking(X, level, rng):
     """Each input set to 0 with probability ``level``.  The mask comes from a Numba
-    kernel (a hash of one seed drawn from ``rng`` and each entry's position, at a
-    resolution of 2**-24), not from ``rng.random_sample``: a float64 draw per entry
-    was a tenth of a denoising epoch."""
-    seed = rng.randint(np.iinfo(np.int64).max, dtype=np.int64)
-    out = np.empty(X.shape, dtype=X.dtype)
-    K.call(K.bernoulli_mask, seed, 1.0 - level, 1.0, out)
+    kernel (:func:`_engine.bernoulli_mask`: a hash of one seed drawn from ``rng`` and
+    each entry's position, at a resolution of 2**-24), not from
+    ``rng.random_sample``: a float64 draw per entry was a tenth of a denoising epoch."""
+    out = bernoulli_mask(np.empty(X.shape, dtype=X.dtype), 1.0 - level, 1.0, rng)
     out *= X
     return out
 

@@ -80,6 +80,15 @@ def recentre(params, old_mean, new_mean, cross_entropy):
         params["c"] -= delta.astype(params["c"].dtype)
 
 
+def bernoulli_mask(out, keep, scale, rng):
+    """``out`` filled with ``scale`` with probability ``keep``, else 0 (the dropout
+    and masking-noise masks): one seed drawn from ``rng`` per mask, the entries from
+    :func:`_kernels.bernoulli_mask`, the same for any thread count."""
+    seed = rng.randint(np.iinfo(np.int64).max, dtype=np.int64)
+    K.call(K.bernoulli_mask, seed, keep, scale, out)
+    return out
+
+
 def copy_state(d):
     return {k: (v.copy() if isinstance(v, np.ndarray) else v) for k, v in d.items()}
 
@@ -467,9 +476,7 @@ class StackEngine(Engine):
         epoch's ``rng`` makes the masks reproducible."""
         keep = 1.0 - rate
         rng = self.rng if self.rng is not None else np.random.RandomState(0)
-        seed = rng.randint(np.iinfo(np.int64).max, dtype=np.int64)
-        K.call(K.bernoulli_mask, seed, keep, 1.0 / keep, out)
-        return out
+        return bernoulli_mask(out, keep, 1.0 / keep, rng)
 
     def trained_names(self):
         """Names of the parameters the optimizer updates."""
