@@ -22,12 +22,13 @@ import warnings
 from pathlib import Path
 
 import numpy as np
+import scipy.sparse as sp
 from sklearn.exceptions import ConvergenceWarning
 from sklearn.linear_model import LogisticRegression
 from sklearn.model_selection import train_test_split
 from sklearn.neural_network import BernoulliRBM
 from sklearn.pipeline import make_pipeline
-from sklearn.preprocessing import MaxAbsScaler
+from sklearn.preprocessing import MaxAbsScaler, StandardScaler
 
 from . import _finetune, _progress
 from ._denoising import DenoisingAutoencoder
@@ -63,9 +64,10 @@ DEFAULTS = {
 # the test error then moves by up to 0.07 point with the rounding of the features
 # (float32 or float64): the comparison would be between stopping points, not features.
 # At 1e-6 the codes' fits converge in about 100 iterations and agree with fits at
-# 1e-7.  Raw pixels are ill-conditioned (600+ iterations at 1e-6) and stop at the cap,
-# a little past where the default tol stops them (about 250), which keeps the MNIST
-# run within its time budget.
+# 1e-7.  Dense features are centred before the classifier (fit_classifier): the same
+# optimum, reached in about half the iterations on MNIST (RBM and denoising codes:
+# 146-177 iterations per fit; uncentred, the denoising fits stopped at the cap).  Raw
+# pixels are ill-conditioned and still stop at the cap for C above 1.
 CLASSIFIER = dict(tol=1e-6, max_iter=300)
 
 
@@ -121,20 +123,29 @@ def fit_classifier(F_train, y_train, grid, seed, log):
     """Choose C on a validation split (10%) of the training codes, then refit the
     classifier with that C on all of them (as GridSearchCV's refit does).
 
+    Dense features are centred first (``StandardScaler(with_std=False)``, fitted on
+    the data each fit sees). With the intercept unpenalised, centring changes the
+    parametrisation, not the optimum, and it makes L-BFGS converge in several times
+    fewer iterations on uncentred codes such as sigmoid units in [0, 1]. Sparse codes
+    are left as they are (centring would densify them).
+
     The grid runs from the smallest C up, each fit starting from the previous
     solution (``warm_start``), and the refit starts from the chosen one: where the
     fits converge, the same optima as cold starts, in fewer iterations.
+    Returns the fitted pipeline (centring, classifier) and the chosen C.
     """
     F_fit, F_val, y_fit, y_val = train_test_split(
         F_train, y_train, test_size=0.1, stratify=y_train, random_state=seed
     )
-    clf = LogisticRegression(warm_start=True, **CLASSIFIER)
+    clf = make_pipeline(StandardScaler(with_mean=not sp.issparse(F_train), with_std=False),
+                        LogisticRegression(warm_start=True, **CLASSIFIER))
     best = None
     for C in sorted(grid):
-        clf.set_params(C=C).fit(F_fit, y_fit)
+        clf.set_params(logisticregression__C=C).fit(F_fit, y_fit)
         acc = clf.score(F_val, y_val)
-        cap = " (the cap)" if clf.n_iter_[0] >= clf.max_iter else ""
-        log(f"    C={C:g}: validation accuracy {acc:.4f}, {clf.n_iter_[0]} iterations{cap}")
+        n_iter = clf[-1].n_iter_[0]
+        cap = " (the cap)" if n_iter >= clf[-1].max_iter else ""
+        log(f"    C={C:g}: validation accuracy {acc:.4f}, {n_iter} iterations{cap}")
         if best is None or acc > best[1]:
             best = (C, acc, copy.deepcopy(clf))
     final = best[2].fit(F_train, y_train)

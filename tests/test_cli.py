@@ -2,9 +2,11 @@
 
 import csv
 import io
+import re
 
 import numpy as np
 import pytest
+import scipy.sparse as sp
 from sklearn.datasets import load_digits
 from sklearn.linear_model import LogisticRegression
 
@@ -115,10 +117,31 @@ def test_classifier_chosen_on_validation_then_refit_to_convergence():
     assert [line.split(":")[0].strip() for line in lines] == ["C=0.01", "C=1", "C=10"]
     accuracy = [float(line.split("accuracy ")[1].split(",")[0]) for line in lines]
     assert C == [0.01, 1.0, 10.0][int(np.argmax(accuracy))]
-    assert clf.C == C and clf.n_iter_[0] < clf.max_iter
+    lr = clf[-1]
+    assert lr.C == C and lr.n_iter_[0] < lr.max_iter
     cold = LogisticRegression(C=C, **CLASSIFIER).fit(X, y)
-    np.testing.assert_allclose(clf.coef_, cold.coef_, atol=1e-3 * np.abs(cold.coef_).max())
+    np.testing.assert_allclose(lr.coef_, cold.coef_, atol=1e-3 * np.abs(cold.coef_).max())
     np.testing.assert_array_equal(clf.predict(X), cold.predict(X))
+
+
+def test_classifier_centres_dense_codes_same_optimum_fewer_iterations():
+    """Centring dense features changes only the intercept of the optimum (it is not
+    penalised): the same weights and probabilities, in fewer L-BFGS iterations; sparse
+    codes stay sparse."""
+    X, y = load_digits(return_X_y=True)
+    rng = np.random.default_rng(0)
+    codes = 1 / (1 + np.exp(-(X / 16.0 - 0.3) @ rng.normal(size=(64, 100))))  # in (0, 1)
+    clf, C = fit_classifier(codes, y, [1.0], 0, lambda line: None)
+    # uncentred, run to convergence: past the 300-iteration cap
+    plain = LogisticRegression(C=C, tol=CLASSIFIER["tol"], max_iter=10000).fit(codes, y)
+    assert plain.n_iter_[0] > CLASSIFIER["max_iter"] > clf[-1].n_iter_[0]
+    scale = np.abs(plain.coef_).max()
+    np.testing.assert_allclose(clf[-1].coef_, plain.coef_, atol=1e-3 * scale)
+    np.testing.assert_allclose(clf.predict_proba(codes), plain.predict_proba(codes),
+                               atol=1e-3)
+    sparse_clf, _ = fit_classifier(sp.csr_matrix(X / 16.0), y, [1.0], 0, lambda line: None)
+    assert sparse_clf[0].with_mean is False
+    assert sp.issparse(sparse_clf[0].transform(sp.csr_matrix(X)))
 
 
 # --------------------------------------------------------------- as a user meets it
