@@ -38,10 +38,13 @@ def write_figures(out, X_train, X_test, fitted, image_shape, args, log=print):
     paths = []
     n_show = min(100, args.n_components)
 
-    # Filters for several k, trained like the comparison's model; the units most often
-    # selected on the training data are shown, each tile on its own scale, and the
-    # median spatial extent of their energy measures how local they are.
+    # Filters for several k, trained like the comparison's model, each tile on its own
+    # scale.  The median spatial extent of the live units' filters (those selected at
+    # least once on the training data) measures how local they are; the figure shows a
+    # random sample of those units, the most used first.  The most used units alone
+    # would mislead: at every k they are whole-digit templates that most images select.
     fig, axes = plt.subplots(1, len(FILTER_KS), figsize=(4 * len(FILTER_KS), 4.6))
+    rng = np.random.default_rng(args.seed)
     for ax, k in zip(axes, FILTER_KS):
         ae = filter_model(args, k)
         k = ae.k  # at most n_components
@@ -49,17 +52,19 @@ def write_figures(out, X_train, X_test, fitted, image_shape, args, log=print):
             warnings.simplefilter("ignore", ConvergenceWarning)
             ae.fit(X_train)
         used = np.asarray((ae.transform(X_train) != 0).sum(axis=0)).ravel()
-        shown = np.argsort(-used, kind="stable")[:n_show]
-        extent = float(np.median(filter_extent(ae.components_[shown], image_shape)))
+        live = np.flatnonzero(used)
+        extent = float(np.median(filter_extent(ae.components_[live], image_shape)))
+        shown = rng.choice(live, size=min(n_show, live.size), replace=False)
+        shown = shown[np.argsort(-used[shown], kind="stable")]
         ax.imshow(filter_mosaic(ae.components_[shown], image_shape), cmap="gray",
                   interpolation="nearest")
         ax.set_title(f"k = {k}: median extent {extent:.2f} px")
         ax.set_axis_off()
-        log(f"  filters for k = {k}: median extent of the {len(shown)} most used "
-            f"{extent:.2f} px, {ae.n_dead_units_} dead units")
-    fig.suptitle(f"k-sparse autoencoder filters: the {n_show} most used units of "
-                 f"{args.n_components} ({args.filter_epochs} epochs); extent = RMS "
-                 "radius of each filter's energy")
+        log(f"  filters for k = {k}: median extent {extent:.2f} px over the {live.size} "
+            f"live units of {used.size}")
+    fig.suptitle(f"k-sparse autoencoder filters: {n_show} random live units of "
+                 f"{args.n_components}, most used first ({args.filter_epochs} epochs); "
+                 "extent = median RMS radius of the live units' filter energy")
     fig.tight_layout()
     paths.append(out / "filters.png")
     fig.savefig(paths[-1], dpi=100)

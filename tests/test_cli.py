@@ -30,6 +30,12 @@ def test_main_job_on_digits_writes_tables(tmp_path, capsys):
     assert (out / "results.md").read_text().startswith("| method | test error (%)")
     for name in ("filters.png", "reconstructions.png", "loss_curves.png"):
         assert (out / name).stat().st_size > 1000
+    # the figure's measure, over the live units of each model (k capped at 64 units)
+    extents = re.findall(r"filters for k = (\d+): median extent ([\d.]+) px over the "
+                         r"(\d+) live units of 64", printed)
+    assert [int(k) for k, *_ in extents] == [64, 40, 25, 10]
+    for _, extent, live in extents:
+        assert 0 < float(extent) < 8 and 0 < int(live) <= 64
 
 
 def test_fine_tuning_table_on_digits(tmp_path, capsys):
