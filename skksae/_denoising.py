@@ -102,6 +102,13 @@ class DenoisingAutoencoder(_BaseAutoencoder):
         If set, only the k largest hidden pre-activations per sample are kept (all
         units, with a warning, when ``k`` exceeds ``n_components``).
 
+    dropout : float in [0, 1), default=0.0
+        Fraction of the hidden units dropped at random in each training step
+        (inverted dropout: the kept units are scaled by ``1 / (1 - dropout)``);
+        :meth:`transform` always uses every unit. With ``corruption_level=0`` this is
+        the dropout autoencoder of Makhzani & Frey's table 1 (50% of the hidden
+        units). Not combined with ``k``.
+
     tied_weights : bool, default=True
         If True the decoder uses the encoder weights.
 
@@ -215,6 +222,7 @@ class DenoisingAutoencoder(_BaseAutoencoder):
         "activation": [StrOptions({"sigmoid", "relu", "linear"})],
         "loss": [StrOptions({"squared_error", "cross_entropy"})],
         "k": [Interval(Integral, 1, None, closed="left"), None],
+        "dropout": [Interval(Real, 0, 1, closed="left")],
     }
 
     def __init__(
@@ -227,6 +235,7 @@ class DenoisingAutoencoder(_BaseAutoencoder):
         activation="relu",
         loss="squared_error",
         k=None,
+        dropout=0.0,
         tied_weights=True,
         solver="adam",
         learning_rate=1e-3,
@@ -249,6 +258,7 @@ class DenoisingAutoencoder(_BaseAutoencoder):
         self.activation = activation
         self.loss = loss
         self.k = k
+        self.dropout = dropout
         self.tied_weights = tied_weights
         self.solver = solver
         self.learning_rate = learning_rate
@@ -275,6 +285,7 @@ class DenoisingAutoencoder(_BaseAutoencoder):
             "activation": self.activation,
             "loss": self.loss,
             "corrupt": corrupt if level > 0 else None,
+            "dropout": self.dropout,
         }
 
     def _init_std(self, n_features):
@@ -292,6 +303,11 @@ class DenoisingAutoencoder(_BaseAutoencoder):
             raise ValueError(
                 f"corruption_level={self.corruption_level} is a fraction of the inputs "
                 f"for corruption={self.corruption!r} and must be in [0, 1]."
+            )
+        if self.dropout > 0 and self.k is not None:
+            raise ValueError(
+                f"dropout={self.dropout} with k={self.k}: hidden-unit dropout is only "
+                "available without a top-k selection (k=None)."
             )
 
     def _check_data(self, X):

@@ -124,6 +124,9 @@ class Engine:
 
     The engine holds no learned state: ``params`` and the optimizer state are passed
     in and updated in place, so callers decide when a result becomes the estimator's.
+    ``dropout`` drops each hidden unit with that probability in training (inverted
+    dropout, dense hidden layers only; masks drawn from the epoch's generator); encoding
+    and scoring use every unit.
     """
 
     def __init__(
@@ -140,6 +143,7 @@ class Engine:
         epsilon=1e-8,
         corrupt=None,
         mean=None,
+        dropout=0.0,
     ):
         self.activation = K.ACTIVATIONS[activation]
         self.cross_entropy = loss == "cross_entropy"
@@ -153,6 +157,8 @@ class Engine:
         self.epsilon = epsilon
         self.corrupt = corrupt
         self.mean = mean
+        self.dropout = dropout
+        self.rng = None  # the epoch's generator, for the dropout masks
 
     def inference_params(self, params):
         """``params`` with the input mean folded into the biases: the encoder bias
@@ -280,14 +286,22 @@ class Engine:
         gD = grads["W"] if self.tied else grads["D"]
         if k is None:
             H = _activate_dense(Z, self.activation, b)
-            K.matmul(H, False, D, False, out)
+            Hd = H
+            if self.dropout:  # inverted dropout of the hidden units
+                mask = self._dropout_mask(_buffer(buffers, "mask", (n, m), dtype),
+                                          self.dropout)
+                Hd = np.multiply(H, mask, out=_buffer(buffers, "Hd", (n, m), dtype))
+            K.matmul(Hd, False, D, False, out)
             out += c
             total = K.call(
                 K.output_residual, out, X, self.out_activation, self.cross_entropy, scale
             )
             G = out
-            K.matmul(H, True, G, False, gD)
+            K.matmul(Hd, True, G, False, gD)
             dZ = K.matmul(G, False, D, True, _buffer(buffers, "dZ", (n, m), dtype))
+            if self.dropout:
+                dZ *= mask
+            # act'() is read from the activations before the mask
             _mul_activation_grad(dZ, H, self.activation)
             # with tied weights the encoder gradient adds to the decoder's
             K.matmul(dZ, True, Xc, False, grads["W"], 1.0 if self.tied else 0.0)
@@ -295,6 +309,8 @@ class Engine:
             counts = np.empty(m, dtype=np.int64)
             K.call(K.column_sums, H, counts, True)
         else:
+            if self.dropout:
+                raise ValueError("hidden-unit dropout is not available with a top-k layer")
             idx = _buffer(buffers, "idx", (n, k), np.int64)
             vals = _buffer(buffers, "vals", (n, k), dtype)
             G = out
@@ -371,6 +387,22 @@ class Engine:
         Raises FloatingPointError as soon as a batch loss is not finite; the caller
         owns ``params`` and ``opt`` and discards them then.
         """
+        self.rng = rng
+        try:
+            return self._run_epoch(params, opt, X, k, batch_size, shuffle, rng, Y)
+        finally:
+            self.rng = None
+
+    def _dropout_mask(self, out, rate):
+        """Inverted dropout's mask into ``out``: each unit kept with probability
+        1 - rate, and scaled by 1 / (1 - rate) when kept.  A seed drawn from the
+        epoch's ``rng`` makes the masks reproducible (outside an epoch, a fixed seed:
+        the same mask on every call)."""
+        keep = 1.0 - rate
+        rng = self.rng if self.rng is not None else np.random.RandomState(0)
+        return bernoulli_mask(out, keep, 1.0 / keep, rng)
+
+    def _run_epoch(self, params, opt, X, k, batch_size, shuffle, rng, Y):
         n = X.shape[0]
         batch_size = min(batch_size, n)
         order = rng.permutation(n) if shuffle else np.arange(n)
@@ -454,29 +486,11 @@ class StackEngine(Engine):
         # unused here (no decoder, no corruption, no centring)
         super().__init__(activation="linear", loss="squared_error", tied=True,
                          solver=solver, learning_rate=learning_rate, momentum=momentum,
-                         beta_1=beta_1, beta_2=beta_2, epsilon=epsilon)
+                         beta_1=beta_1, beta_2=beta_2, epsilon=epsilon, dropout=dropout)
         self.layers = [(K.ACTIVATIONS[activation], k) for activation, k in layers]
         self.alpha = alpha
-        self.dropout = dropout
         self.input_dropout = input_dropout
-        self.rng = None
         self.first_trained = first_trained
-
-    def run_epoch(self, params, opt, X, k, batch_size, shuffle, rng, Y=None):
-        """:meth:`Engine.run_epoch`; the dropout masks are drawn from ``rng`` too."""
-        self.rng = rng
-        try:
-            return super().run_epoch(params, opt, X, k, batch_size, shuffle, rng, Y=Y)
-        finally:
-            self.rng = None
-
-    def _dropout_mask(self, out, rate):
-        """Inverted dropout's mask into ``out``: each unit kept with probability
-        1 - rate, and scaled by 1 / (1 - rate) when kept.  A seed drawn from the
-        epoch's ``rng`` makes the masks reproducible."""
-        keep = 1.0 - rate
-        rng = self.rng if self.rng is not None else np.random.RandomState(0)
-        return bernoulli_mask(out, keep, 1.0 / keep, rng)
 
     def trained_names(self):
         """Names of the parameters the optimizer updates."""

@@ -31,6 +31,7 @@ ESTIMATORS = [
         random_state=1,
     ),
     DenoisingAutoencoder(max_iter=5, random_state=0),
+    DenoisingAutoencoder(corruption_level=0, dropout=0.5, max_iter=5, random_state=0),
     DenoisingAutoencoder(
         n_components=10,
         corruption="gaussian",

@@ -137,3 +137,37 @@ def test_linear_learning_rate_schedule_spans_all_epochs(digits):
     for e in range(3):
         by_hand.set_params(learning_rate=0.1 * (3 - e) / 3).partial_fit(X)
     np.testing.assert_array_equal(scheduled.components_, by_hand.components_)
+
+
+def test_hidden_dropout_trains_reproducibly_and_transforms_with_every_unit(digits):
+    """Dropout changes what is learned, follows random_state, and is off at transform
+    (the codes are the activations of every unit, unscaled)."""
+    X, _ = digits
+    params = dict(n_components=16, corruption_level=0, max_iter=3, random_state=0)
+    a = DenoisingAutoencoder(dropout=0.5, **params).fit(X)
+    b = DenoisingAutoencoder(dropout=0.5, **params).fit(X)
+    plain = DenoisingAutoencoder(**params).fit(X)
+    assert a.components_.tobytes() == b.components_.tobytes()
+    assert not np.array_equal(a.components_, plain.components_)
+    H = a.transform(X)
+    Z = (X.astype(np.float64) - a.mean_) @ a.components_.T + a.intercept_hidden_
+    np.testing.assert_allclose(H, np.maximum(Z, 0), rtol=1e-4, atol=1e-6)
+    np.testing.assert_array_equal(a.transform(X), H)
+
+
+@pytest.mark.parametrize("params, message", [
+    (dict(dropout=1.0), "dropout"),
+    (dict(dropout=-0.1), "dropout"),
+    (dict(dropout=0.5, k=4), "only available without a top-k"),
+])
+def test_bad_dropout_is_rejected_and_the_model_kept(digits, params, message):
+    X, _ = digits
+    dae = DenoisingAutoencoder(n_components=8, max_iter=2, random_state=0).fit(X)
+    before = dae.components_.copy()
+    dae.set_params(**params)
+    with pytest.raises(ValueError, match=message):
+        dae.fit(X)
+    if "k" in params:  # partial_fit of a fitted model skips the constraints (sklearn)
+        with pytest.raises(ValueError, match=message):
+            dae.partial_fit(X)
+    np.testing.assert_array_equal(dae.components_, before)

@@ -167,6 +167,44 @@ def test_gradients_match_finite_differences(tied, activation, loss, k):
             np.testing.assert_allclose(grads[name], reference[name], rtol=1e-10, atol=1e-12)
 
 
+@pytest.mark.parametrize("tied", [True, False])
+@pytest.mark.parametrize("activation, loss", [("relu", "squared_error"),
+                                              ("sigmoid", "cross_entropy"),
+                                              ("linear", "squared_error")])
+def test_gradients_with_hidden_dropout_match_finite_differences(tied, activation, loss):
+    """With hidden-unit dropout (outside an epoch the engine draws the same mask on
+    every call) the gradients are the derivative of the loss of the dropped-out
+    network; the mask really drops units (the loss differs from no dropout)."""
+    rng = np.random.RandomState(0)
+    n, d, m = 6, 5, 8
+    X = rng.rand(n, d)
+    params = _engine.init_params(rng, m, d, np.float64, tied, 0.5)
+    params["b"] = rng.randn(m) * 0.3
+    params["c"] = rng.randn(d) * 0.3
+    if not tied:
+        params["D"] = rng.randn(m, d) * 0.5
+    engines = [_engine.Engine(activation=activation, loss=loss, tied=tied, solver="sgd",
+                              learning_rate=0.1, dropout=rate) for rate in (0.5, 0.0)]
+
+    def loss_and_grads(p, engine=engines[0]):
+        g = {name: np.empty_like(v) for name, v in p.items()}
+        with _kernels.single_threaded_blas:
+            return engine.loss_and_grads(p, X, X, None, g)[0], g
+
+    total, grads = loss_and_grads(params)
+    assert total != loss_and_grads(params, engines[1])[0]
+    eps = 1e-6
+    for name, p in params.items():
+        numeric = np.zeros_like(p)
+        for i in np.ndindex(p.shape):
+            plus = _engine.copy_state(params)
+            minus = _engine.copy_state(params)
+            plus[name][i] += eps
+            minus[name][i] -= eps
+            numeric[i] = (loss_and_grads(plus)[0] - loss_and_grads(minus)[0]) / (2 * eps)
+        np.testing.assert_allclose(grads[name], numeric, rtol=1e-5, atol=1e-8, err_msg=name)
+
+
 def test_kernels_accept_read_only_and_non_contiguous_inputs():
     rng = np.random.RandomState(0)
     Z = np.asfortranarray(rng.randn(30, 40))
