@@ -53,6 +53,8 @@ def write_figures(out, X_train, X_test, fitted, image_shape, args, log=print):
             ae.fit(X_train)
         used = np.asarray((ae.transform(X_train) != 0).sum(axis=0)).ravel()
         live = np.flatnonzero(used)
+        if live.size == 0:  # no unit ever selected: show (and measure) them all
+            live = np.arange(used.size)
         extent = float(np.median(filter_extent(ae.components_[live], image_shape)))
         shown = rng.choice(live, size=min(n_show, live.size), replace=False)
         shown = shown[np.argsort(-used[shown], kind="stable")]
