@@ -312,8 +312,13 @@ class _BaseAutoencoder(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEs
         return keep_state_on_error(self, self._partial_fit, X)
 
     def _partial_fit(self, X):
-        self._check_params()
         first = not hasattr(self, "components_")
+        if not first:
+            # scikit-learn's _fit_context skips the constraints once the estimator is
+            # fitted; a parameter changed by set_params since would go unchecked, and
+            # one check costs nothing beside an epoch
+            self._validate_params()
+        self._check_params()
         if not first and not self._can_continue():
             raise ValueError(
                 "partial_fit cannot continue: n_components, tied_weights, solver or "

@@ -580,8 +580,10 @@ class AutoencoderClassifier(ClassifierMixin, BaseEstimator):
                                 random_state=rng.randint(np.iinfo(np.int32).max))
 
     def _partial_fit(self, X, y, classes):
-        self._layer_list()
         first = not hasattr(self, "coefs_")
+        if not first:  # as the autoencoders: _fit_context skips it once fitted
+            self._validate_params()
+        self._layer_list()
         if first and classes is None:
             raise ValueError("classes must be passed on the first call to partial_fit.")
         if not first and classes is not None and not np.array_equal(

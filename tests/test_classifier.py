@@ -293,6 +293,10 @@ def test_partial_fit_errors_leave_the_model_intact(digits):
     y_bad[0] = 12
     with pytest.raises(ValueError, match="not in classes_"):
         clf.partial_fit(X_train, y_bad)
+    clf.set_params(learning_rate=-1.0)  # checked although the model is fitted
+    with pytest.raises(ValueError, match="learning_rate"):
+        clf.partial_fit(X_train, y_train)
+    clf.set_params(learning_rate=saved["learning_rate"])
     np.testing.assert_array_equal(clf.coefs_[0], W)
     assert clf.n_iter_ == saved["n_iter_"]
 

@@ -94,6 +94,18 @@ def test_bad_parameters_have_clear_messages(model, X):
 
 
 @pytest.mark.parametrize("model", MODELS, ids=IDS)
+def test_partial_fit_checks_parameters_changed_after_fitting(model, X):
+    """scikit-learn's _fit_context skips the constraints once fitted; partial_fit
+    still rejects a parameter set_params made invalid, and keeps the fitted state."""
+    est = clone(model).partial_fit(X)
+    before = est.components_.copy()
+    est.set_params(learning_rate=-1.0)
+    with pytest.raises(ValueError, match="learning_rate"):
+        est.partial_fit(X)
+    np.testing.assert_array_equal(est.components_, before)
+
+
+@pytest.mark.parametrize("model", MODELS, ids=IDS)
 def test_integer_boolean_and_single_sample_input(model, X):
     ints = (X * 10).astype(np.int64)
     est = clone(model).fit(ints)
