@@ -111,6 +111,20 @@ def test_models_run_their_whole_epoch_budget_with_the_learning_rate_falling():
     assert dae.n_iter_no_change >= dae.max_iter == args.dae_epochs
     # the papers' denoising model, not the library's defaults
     assert (dae.activation, dae.center, dae.loss) == ("sigmoid", False, "cross_entropy")
+    dropout = make_extractor("dropout", args)
+    assert (dropout.dropout, dropout.corruption_level) == (0.5, 0.0)
+    assert dropout.n_iter_no_change >= dropout.max_iter == args.dae_epochs
+
+
+def test_dropout_row_only_when_asked(capsys):
+    """The dropout autoencoder is a method of --methods, not of the default run."""
+    assert "dropout" not in parse_args([]).methods
+    rc = main(["--methods", "dropout", "--epochs", "2", "--n-components", "32",
+               "--C", "1"])
+    assert rc == 0
+    row = [line for line in capsys.readouterr().out.splitlines()
+           if line.startswith("| Dropout autoencoder + LogisticRegression |")]
+    assert len(row) == 1 and float(row[0].split("|")[2]) < 20  # far better than chance
 
 
 def test_classifier_chosen_on_validation_then_refit_to_convergence():
