@@ -115,6 +115,29 @@ def _dense_reference_grads(engine, params, X, Xc, k):
     return grads
 
 
+def _random_params(rng, m, d, tied):
+    """float64 autoencoder parameters with non-zero biases (and a decoder if untied)."""
+    params = _engine.init_params(rng, m, d, np.float64, tied, 0.5)
+    params["b"] = rng.randn(m) * 0.3
+    params["c"] = rng.randn(d) * 0.3
+    if not tied:
+        params["D"] = rng.randn(m, d) * 0.5
+    return params
+
+
+def _assert_finite_differences(loss_at, params, grads, eps=1e-6):
+    """``grads`` equal the central differences of ``loss_at(params)``, entry by entry."""
+    for name, p in params.items():
+        numeric = np.zeros_like(p)
+        for i in np.ndindex(p.shape):
+            plus = _engine.copy_state(params)
+            minus = _engine.copy_state(params)
+            plus[name][i] += eps
+            minus[name][i] -= eps
+            numeric[i] = (loss_at(plus) - loss_at(minus)) / (2 * eps)
+        np.testing.assert_allclose(grads[name], numeric, rtol=1e-5, atol=1e-8, err_msg=name)
+
+
 @pytest.mark.parametrize("tied", [True, False])
 @pytest.mark.parametrize(
     "activation, loss, k",
@@ -134,11 +157,7 @@ def test_gradients_match_finite_differences(tied, activation, loss, k):
     n, d, m = 6, 5, 8
     X = rng.rand(n, d)
     Xc = X * (rng.rand(n, d) > 0.3)  # a corrupted encoder input, as in denoising
-    params = _engine.init_params(rng, m, d, np.float64, tied, 0.5)
-    params["b"] = rng.randn(m) * 0.3
-    params["c"] = rng.randn(d) * 0.3
-    if not tied:
-        params["D"] = rng.randn(m, d) * 0.5
+    params = _random_params(rng, m, d, tied)
     engine = _engine.Engine(
         activation=activation, loss=loss, tied=tied, solver="sgd", learning_rate=0.1
     )
@@ -151,16 +170,7 @@ def test_gradients_match_finite_differences(tied, activation, loss, k):
 
     with _kernels.single_threaded_blas:
         engine.loss_and_grads(params, X, Xc, k, grads)
-    eps = 1e-6
-    for name, p in params.items():
-        numeric = np.zeros_like(p)
-        for i in np.ndindex(p.shape):
-            plus = _engine.copy_state(params)
-            minus = _engine.copy_state(params)
-            plus[name][i] += eps
-            minus[name][i] -= eps
-            numeric[i] = (loss_at(plus) - loss_at(minus)) / (2 * eps)
-        np.testing.assert_allclose(grads[name], numeric, rtol=1e-5, atol=1e-8, err_msg=name)
+    _assert_finite_differences(loss_at, params, grads)
     if k is not None:
         reference = _dense_reference_grads(engine, params, X, Xc, k)
         for name in grads:
@@ -178,11 +188,7 @@ def test_gradients_with_hidden_dropout_match_finite_differences(tied, activation
     rng = np.random.RandomState(0)
     n, d, m = 6, 5, 8
     X = rng.rand(n, d)
-    params = _engine.init_params(rng, m, d, np.float64, tied, 0.5)
-    params["b"] = rng.randn(m) * 0.3
-    params["c"] = rng.randn(d) * 0.3
-    if not tied:
-        params["D"] = rng.randn(m, d) * 0.5
+    params = _random_params(rng, m, d, tied)
     engines = [_engine.Engine(activation=activation, loss=loss, tied=tied, solver="sgd",
                               learning_rate=0.1, dropout=rate) for rate in (0.5, 0.0)]
 
@@ -193,16 +199,7 @@ def test_gradients_with_hidden_dropout_match_finite_differences(tied, activation
 
     total, grads = loss_and_grads(params)
     assert total != loss_and_grads(params, engines[1])[0]
-    eps = 1e-6
-    for name, p in params.items():
-        numeric = np.zeros_like(p)
-        for i in np.ndindex(p.shape):
-            plus = _engine.copy_state(params)
-            minus = _engine.copy_state(params)
-            plus[name][i] += eps
-            minus[name][i] -= eps
-            numeric[i] = (loss_and_grads(plus)[0] - loss_and_grads(minus)[0]) / (2 * eps)
-        np.testing.assert_allclose(grads[name], numeric, rtol=1e-5, atol=1e-8, err_msg=name)
+    _assert_finite_differences(lambda p: loss_and_grads(p)[0], params, grads)
 
 
 def test_kernels_accept_read_only_and_non_contiguous_inputs():
