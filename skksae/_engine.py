@@ -125,8 +125,9 @@ class Engine:
     The engine holds no learned state: ``params`` and the optimizer state are passed
     in and updated in place, so callers decide when a result becomes the estimator's.
     ``dropout`` drops each hidden unit with that probability in training (inverted
-    dropout, dense hidden layers only; masks drawn from the epoch's generator); encoding
-    and scoring use every unit.
+    dropout, dense hidden layers only: the top-k path ignores it, and
+    :class:`~skksae.DenoisingAutoencoder` rejects the combination; masks drawn from the
+    epoch's generator); encoding and scoring use every unit.
     """
 
     def __init__(
@@ -309,8 +310,6 @@ class Engine:
             counts = np.empty(m, dtype=np.int64)
             K.call(K.column_sums, H, counts, True)
         else:
-            if self.dropout:
-                raise ValueError("hidden-unit dropout is not available with a top-k layer")
             idx = _buffer(buffers, "idx", (n, k), np.int64)
             vals = _buffer(buffers, "vals", (n, k), dtype)
             G = out
