@@ -1,5 +1,6 @@
 """Figures for the comparison command (matplotlib, the ``examples`` extra)."""
 
+import copy
 import warnings
 
 import numpy as np
@@ -20,12 +21,16 @@ def filter_model(args, k):
                               random_state=args.seed)
 
 
-def write_figures(out, X_train, X_test, fitted, image_shape, args, log=print):
+def write_figures(out, X_train, X_test, fitted, image_shape, args, log=print,
+                  filter_models=None):
     """Write ``filters.png`` (the paper's figure: filters for k = 70, 40, 25, 10),
     ``reconstructions.png`` and ``loss_curves.png`` into the folder ``out``.
 
     ``fitted`` maps method names to fitted feature extractors (pipelines or
-    estimators). Returns the paths written; nothing when matplotlib is missing.
+    estimators). ``filter_models`` maps k to fitted k-sparse autoencoders (the models
+    of a k sweep): the filters figure then shows those, largest k first, instead of
+    training its own models for k = 70, 40, 25, 10. Returns the paths written;
+    nothing when matplotlib is missing.
     """
     try:
         import matplotlib
@@ -43,14 +48,20 @@ def write_figures(out, X_train, X_test, fitted, image_shape, args, log=print):
     # least once on the training data) measures how local they are; the figure shows a
     # random sample of those units, the most used first.  The most used units alone
     # would mislead: at every k they are whole-digit templates that most images select.
-    fig, axes = plt.subplots(1, len(FILTER_KS), figsize=(4 * len(FILTER_KS), 4.6))
+    ks = FILTER_KS if filter_models is None else sorted(filter_models, reverse=True)
+    fig, axes = plt.subplots(1, len(ks), figsize=(4 * len(ks), 4.6), squeeze=False)
     rng = np.random.default_rng(args.seed)
-    for ax, k in zip(axes, FILTER_KS):
-        ae = filter_model(args, k)
+    for ax, k in zip(axes[0], ks):
+        if filter_models is None:
+            ae = filter_model(args, k)
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore", ConvergenceWarning)
+                ae.fit(X_train)
+        else:
+            # the units a sample selects in training: k of them, whatever alpha the
+            # table's classifier chose for encoding
+            ae = copy.copy(filter_models[k]).set_params(transform_k_factor=1)
         k = ae.k  # at most n_components
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore", ConvergenceWarning)
-            ae.fit(X_train)
         used = np.asarray((ae.transform(X_train) != 0).sum(axis=0)).ravel()
         live = np.flatnonzero(used)
         if live.size == 0:  # no unit ever selected: show (and measure) them all
@@ -64,8 +75,10 @@ def write_figures(out, X_train, X_test, fitted, image_shape, args, log=print):
         ax.set_axis_off()
         log(f"  filters for k = {k}: median extent {extent:.2f} px over the {live.size} "
             f"live units of {used.size}")
+    trained = (f"{args.filter_epochs} epochs" if filter_models is None
+               else "the table's models")
     fig.suptitle(f"k-sparse autoencoder filters: {n_show} random live units of "
-                 f"{args.n_components}, most used first ({args.filter_epochs} epochs); "
+                 f"{args.n_components}, most used first ({trained}); "
                  "extent = median RMS radius of the live units' filter energy")
     fig.tight_layout()
     paths.append(out / "filters.png")

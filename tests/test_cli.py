@@ -89,6 +89,16 @@ def test_bad_depths_are_a_usage_error(capsys):
     assert "--depths" in capsys.readouterr().err
 
 
+@pytest.mark.parametrize("argv, message", [
+    (["--k", "10,x"], "--k must be an integer or comma-separated integers"),
+    (["--transform-k-factor", "three"], "--transform-k-factor must be a number"),
+])
+def test_bad_lists_are_a_usage_error(argv, message, capsys):
+    with pytest.raises(SystemExit):
+        main(argv)
+    assert message in capsys.readouterr().err
+
+
 def test_defaults_follow_the_dataset_and_unknown_methods_fail():
     assert parse_args([]).n_components == 256
     args = parse_args(["--dataset", "mnist"])
@@ -133,15 +143,78 @@ def test_classifier_chosen_on_validation_then_refit_to_convergence():
     X, y = load_digits(return_X_y=True)
     X = X / 16.0
     lines = []
-    clf, C = fit_classifier(X, y, [10.0, 0.01, 1.0], 0, lines.append)
+    clf, C, acc = fit_classifier(X, y, [10.0, 0.01, 1.0], 0, lines.append)
     assert [line.split(":")[0].strip() for line in lines] == ["C=0.01", "C=1", "C=10"]
     accuracy = [float(line.split("accuracy ")[1].split(",")[0]) for line in lines]
     assert C == [0.01, 1.0, 10.0][int(np.argmax(accuracy))]
+    assert f"{acc:.4f}" == f"{max(accuracy):.4f}"
     lr = clf[-1]
     assert lr.C == C and lr.n_iter_[0] < lr.max_iter
     cold = LogisticRegression(C=C, **CLASSIFIER).fit(X, y)
     np.testing.assert_allclose(lr.coef_, cold.coef_, atol=1e-3 * np.abs(cold.coef_).max())
     np.testing.assert_array_equal(clf.predict(X), cold.predict(X))
+
+
+def test_k_sweep_one_row_per_k_alpha_chosen_on_validation(tmp_path, capsys, monkeypatch):
+    """--k 4,8,16 gives one k-sparse row per k, each with the alpha and C of its best
+    validation accuracy; the best k on validation is marked, and the filter figure
+    shows the sweep's own models (no figure model is trained)."""
+    def no_figure_model(*args):
+        raise AssertionError("the filter figure trained its own model in a k sweep")
+
+    monkeypatch.setattr("skksae._figures.filter_model", no_figure_model)
+    out = tmp_path / "out"
+    rc = main(["--methods", "raw,ksparse", "--k", "4,8,16", "--transform-k-factor", "1,3",
+               "--epochs", "5", "--n-components", "48", "--C", "1,10", "--out", str(out)])
+    assert rc == 0
+    printed = capsys.readouterr().out
+    with open(out / "results.csv") as f:
+        rows = list(csv.DictReader(f))
+    assert [r["method"] for r in rows] == ["LogisticRegression on raw pixels"] + [
+        f"KSparseAutoencoder (k = {k}) + LogisticRegression" for k in (4, 8, 16)]
+    assert rows[0]["transform_k_factor"] == ""  # alpha is the k-sparse rows' only
+    # each row's log: validation accuracy for every (alpha, C); the row keeps the best
+    blocks = printed.split("== KSparseAutoencoder (k = ")[1:]
+    for row, block in zip(rows[1:], blocks):
+        found, alpha = {}, None
+        for line in block.splitlines():
+            if m := re.match(r"    alpha=([\d.]+) \(\d+ units per code\):", line):
+                alpha = float(m.group(1))
+            elif m := re.match(r"    C=([\d.]+): validation accuracy ([\d.]+)", line):
+                found[alpha, float(m.group(1))] = float(m.group(2))
+        assert len(found) == 4  # 2 alphas x 2 C
+        best = max(found, key=found.get)
+        assert (float(row["transform_k_factor"]), float(row["C"])) == best
+        assert float(row["validation_accuracy"]) == found[best]
+    pick = max(rows[1:], key=lambda r: float(r["validation_accuracy"]))["method"]
+    marked = [line for line in printed.splitlines() if "(validation's pick)" in line]
+    assert len(marked) == 1 and marked[0].startswith(f"| {pick} (validation's pick) |")
+    extents = re.findall(r"filters for k = (\d+): median extent", printed)
+    assert extents == ["16", "8", "4"]
+    assert (out / "filters.png").stat().st_size > 1000
+
+
+@pytest.mark.filterwarnings("ignore::sklearn.exceptions.ConvergenceWarning")
+def test_alpha_search_refits_on_all_codes_at_the_chosen_alpha():
+    X, y = load_digits(return_X_y=True)
+    X = (X / 16.0).astype(np.float32)
+    args = parse_args(["--n-components", "48", "--k", "6", "--epochs", "5"])
+    extractor = make_extractor("ksparse", args).fit(X)
+    clf, C, alpha, acc = _cli.fit_ksparse_classifier(extractor, X, y, [1.0, 2.0, 4.0],
+                                                     [1.0], 0, lambda line: None)
+    assert extractor[0].transform_k_factor == alpha
+    assert extractor.transform(X[:5]).getnnz(axis=1).max() <= round(alpha * 6)
+    accs = []
+    for a in (1.0, 2.0, 4.0):
+        extractor[0].set_params(transform_k_factor=a)
+        F = extractor[1:].fit_transform(extractor[0].transform(X))
+        accs.append(fit_classifier(F, y, [1.0], 0, lambda line: None, refit=False)[2])
+    assert alpha == [1.0, 2.0, 4.0][int(np.argmax(accs))] and acc == max(accs)
+    # the classifier is refitted on all the codes at that alpha
+    extractor[0].set_params(transform_k_factor=alpha)
+    F = extractor[1:].fit_transform(extractor[0].transform(X))
+    ref, *_ = fit_classifier(F, y, [C], 0, lambda line: None)
+    np.testing.assert_array_equal(clf.predict(F), ref.predict(F))
 
 
 def test_classifier_centres_dense_codes_same_optimum_fewer_iterations():
@@ -151,7 +224,7 @@ def test_classifier_centres_dense_codes_same_optimum_fewer_iterations():
     X, y = load_digits(return_X_y=True)
     rng = np.random.default_rng(0)
     codes = 1 / (1 + np.exp(-(X / 16.0 - 0.3) @ rng.normal(size=(64, 100))))  # in (0, 1)
-    clf, C = fit_classifier(codes, y, [1.0], 0, lambda line: None)
+    clf, C, _ = fit_classifier(codes, y, [1.0], 0, lambda line: None)
     # uncentred, run to convergence: past the 300-iteration cap
     plain = LogisticRegression(C=C, tol=CLASSIFIER["tol"], max_iter=10000).fit(codes, y)
     assert plain.n_iter_[0] > CLASSIFIER["max_iter"] > clf[-1].n_iter_[0]
@@ -159,7 +232,8 @@ def test_classifier_centres_dense_codes_same_optimum_fewer_iterations():
     np.testing.assert_allclose(clf[-1].coef_, plain.coef_, atol=1e-3 * scale)
     np.testing.assert_allclose(clf.predict_proba(codes), plain.predict_proba(codes),
                                atol=1e-3)
-    sparse_clf, _ = fit_classifier(sp.csr_matrix(X / 16.0), y, [1.0], 0, lambda line: None)
+    sparse_clf, *_ = fit_classifier(sp.csr_matrix(X / 16.0), y, [1.0], 0,
+                                    lambda line: None)
     assert sparse_clf[0].with_mean is False
     assert sp.issparse(sparse_clf[0].transform(sp.csr_matrix(X)))
 
@@ -181,6 +255,9 @@ def _one_error_line(capsys):
     (["--epochs", "0"], "'max_iter' parameter"),
     (["--dataset", "mnist", "--learning-rate", "-1"], "'learning_rate' parameter"),
     (["--filter-epochs", "0", "--out", "OUT"], "filter figure"),
+    (["--k", "10,80", "--n-components", "64"], "--k 80 is larger than --n-components 64"),
+    (["--transform-k-factor", "3,0.5"], "'transform_k_factor' parameter"),
+    (["--table", "all", "--k", "10,25"], "the fine-tuning table takes one --k"),
 ])
 def test_bad_options_fail_before_any_data_or_training(argv, message, monkeypatch, capsys,
                                                       tmp_path):
