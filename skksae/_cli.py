@@ -14,6 +14,7 @@ import contextlib
 import copy
 import csv
 import io
+import itertools
 import os
 import re
 import sys
@@ -23,6 +24,7 @@ from pathlib import Path
 
 import numpy as np
 import scipy.sparse as sp
+from sklearn.base import clone
 from sklearn.exceptions import ConvergenceWarning
 from sklearn.linear_model import LogisticRegression
 from sklearn.model_selection import train_test_split
@@ -50,10 +52,20 @@ PAPER_MNIST = {"raw": 7.20, "rbm": 1.81, "dae": 1.95, "dropout": 1.80, "ksparse"
 # quoted in our issues, not checked against the paper here).
 PAPER_MNIST_K = {10: 2.10, 25: 1.35, 40: 1.54}
 ROW_FIELDS = ["method", "test_error", "paper_test_error", "fit_time_s", "transform_time_s",
-              "C", "transform_k_factor", "validation_accuracy", "settings"]
+              "C", "transform_k_factor", "validation_accuracy", "chosen", "settings"]
+# The baselines' options that take a list of candidates: each candidate model is trained
+# and the one whose codes give the best validation accuracy (C chosen for each) is kept.
+# method: {estimator parameter: (command-line option's dest, type, default)}
+TUNABLE = {
+    "rbm": {"learning_rate": ("rbm_learning_rate", float, "0.05"),
+            "batch_size": ("rbm_batch_size", int, "100")},
+    "dae": {"corruption_level": ("dae_corruption_level", float, "0.25"),
+            "learning_rate": ("dae_learning_rate", float, "0.001")},
+}
 # the options that decide a row's result; --resume reuses a row only when they match
 SETTINGS = ("dataset", "seed", "n_components", "k", "transform_k_factor", "ksparse_epochs",
-            "dae_epochs", "rbm_epochs", "learning_rate", "C")
+            "dae_epochs", "rbm_epochs", "learning_rate", "C", "classifier_max_iter") + tuple(
+    dest for grid in TUNABLE.values() for dest, _, _ in grid.values())
 
 DEFAULTS = {
     # dataset: n_components, k, epochs of the k-sparse AE, of the denoising AE, of the
@@ -97,8 +109,8 @@ def make_extractor(method, args, k=None):
         return None
     if method == "rbm":
         return BernoulliRBM(
-            n_components=args.n_components, learning_rate=0.05, batch_size=100,
-            n_iter=args.rbm_epochs, random_state=args.seed,
+            n_components=args.n_components, learning_rate=args.rbm_learning_rate[0],
+            batch_size=args.rbm_batch_size[0], n_iter=args.rbm_epochs, random_state=args.seed,
             verbose=1,  # its per-iteration lines feed the progress display (_RBMLines)
         )
     if method == "dropout":
@@ -114,8 +126,9 @@ def make_extractor(method, args, k=None):
         # the papers' setting: sigmoid units, masking noise that sets pixels to 0
         return DenoisingAutoencoder(
             n_components=args.n_components, center=False, corruption="masking",
-            corruption_level=0.25, activation="sigmoid", loss="cross_entropy",
-            learning_rate=1e-3, max_iter=args.dae_epochs,
+            corruption_level=args.dae_corruption_level[0], activation="sigmoid",
+            loss="cross_entropy", learning_rate=args.dae_learning_rate[0],
+            max_iter=args.dae_epochs,
             n_iter_no_change=args.dae_epochs, batch_size=128, random_state=args.seed,
             verbose=args.verbose,
         )
@@ -136,7 +149,8 @@ def make_extractor(method, args, k=None):
     )
 
 
-def fit_classifier(F_train, y_train, grid, seed, log, refit=True):
+def fit_classifier(F_train, y_train, grid, seed, log, refit=True,
+                   max_iter=CLASSIFIER["max_iter"]):
     """Choose C on a validation split (10%) of the training codes, then refit the
     classifier with that C on all of them (as GridSearchCV's refit does).
 
@@ -150,7 +164,8 @@ def fit_classifier(F_train, y_train, grid, seed, log, refit=True):
     solution (``warm_start``), and the refit starts from the chosen one: where the
     fits converge, the same optima as cold starts, in fewer iterations.
     Returns the fitted pipeline (centring, classifier), the chosen C and its
-    validation accuracy; with ``refit=False`` the pipeline is the one fitted on the
+    validation accuracy (``max_iter``: L-BFGS's cap on iterations, for every fit);
+    with ``refit=False`` the pipeline is the one fitted on the
     training part only (the split is the same for every call with the same ``seed``
     and labels, so accuracies of different features compare).
     """
@@ -158,7 +173,8 @@ def fit_classifier(F_train, y_train, grid, seed, log, refit=True):
         F_train, y_train, test_size=0.1, stratify=y_train, random_state=seed
     )
     clf = make_pipeline(StandardScaler(with_mean=not sp.issparse(F_train), with_std=False),
-                        LogisticRegression(warm_start=True, **CLASSIFIER))
+                        LogisticRegression(warm_start=True,
+                                           **dict(CLASSIFIER, max_iter=max_iter)))
     best = None
     for C in sorted(grid):
         clf.set_params(logisticregression__C=C).fit(F_fit, y_fit)
@@ -173,7 +189,65 @@ def fit_classifier(F_train, y_train, grid, seed, log, refit=True):
     return best[2].fit(F_train, y_train), best[0], best[1]
 
 
-def fit_ksparse_classifier(extractor, X_train, y_train, alphas, grid, seed, log):
+def candidates(method, args):
+    """The parameter settings to try for ``method``: every combination of the values
+    given to its list options (:data:`TUNABLE`); ``[{}]`` when there is nothing to
+    choose."""
+    tunable = TUNABLE.get(method, {})
+    grid = {param: getattr(args, dest) for param, (dest, _, _) in tunable.items()}
+    return [dict(zip(grid, values)) for values in itertools.product(*grid.values())]
+
+
+def search_budget(args):
+    """One paragraph for under the table: what validation chose from, per method."""
+    def values(vals):
+        return ", ".join(f"{v:g}" for v in vals)
+
+    parts = [f"C from {values(float(c) for c in args.C.split(','))} for every row (L-BFGS "
+             f"to tol {CLASSIFIER['tol']:g} or {args.classifier_max_iter} iterations)"]
+    if "ksparse" in args.methods:
+        parts.append(f"k-sparse: alpha from {values(args.alphas)} ({args.ksparse_epochs} "
+                     "epochs)")
+    names = {"rbm": ("RBM", args.rbm_epochs), "dae": ("denoising", args.dae_epochs)}
+    for method, tunable in TUNABLE.items():
+        if method in args.methods:
+            name, epochs = names[method]
+            grid = "; ".join(f"{param} from {values(getattr(args, dest))}"
+                             for param, (dest, _, _) in tunable.items())
+            parts.append(f"{name}: {grid} ({epochs} epochs, "
+                         f"{len(candidates(method, args))} model(s) trained)")
+    return ("Chosen on a validation split (10% of the training set): " + "; ".join(parts)
+            + ".")
+
+
+def _describe(params):
+    return ", ".join(f"{key}={value:g}" for key, value in params.items())
+
+
+def fit_candidates(extractor, settings, X_train, y_train, grid, seed, log, progress=None,
+                   verbose=0, max_iter=CLASSIFIER["max_iter"]):
+    """Train one copy of ``extractor`` per parameter setting of ``settings`` on all the
+    training data, choose C for each on the validation split, keep the setting with
+    the best validation accuracy and refit the classifier on all its codes.  Returns
+    the fitted extractor, the classifier, C, the validation accuracy and the setting."""
+    best = None
+    for j, params in enumerate(settings, 1):
+        log(f"    {_describe(params)} ({j} of {len(settings)}):")
+        est = clone(extractor).set_params(**params)
+        if progress is not None:
+            progress.model(progress.label.split(",")[0] + f", setting {j}/{len(settings)}")
+        F = _fit_transform(est, X_train, progress, verbose)
+        clf, C, acc = fit_classifier(F, y_train, grid, seed, log, refit=False,
+                                     max_iter=max_iter)
+        if best is None or acc > best[3]:
+            best = (est, clf, C, acc, params, F)
+        del F
+    est, clf, C, acc, params, F = best
+    return est, clf.fit(F, y_train), C, acc, params
+
+
+def fit_ksparse_classifier(extractor, X_train, y_train, alphas, grid, seed, log,
+                           max_iter=CLASSIFIER["max_iter"]):
     """The paper's alpha search: encode the training data with ``alpha * k`` units for
     every ``alpha`` of ``alphas`` (the autoencoder is fitted once; ``transform_k_factor``
     only acts at encoding), choose C for each on the validation split, keep the
@@ -187,7 +261,8 @@ def fit_ksparse_classifier(extractor, X_train, y_train, alphas, grid, seed, log)
         ae.set_params(transform_k_factor=alpha)
         log(f"    alpha={alpha:g} ({ae._transform_k()} units per code):")
         F = scaler.fit_transform(ae.transform(X_train))
-        clf, C, acc = fit_classifier(F, y_train, grid, seed, log, refit=False)
+        clf, C, acc = fit_classifier(F, y_train, grid, seed, log, refit=False,
+                                     max_iter=max_iter)
         if best is None or acc > best[3]:
             best = (clf, C, alpha, acc)
     clf, C, alpha, acc = best
@@ -230,9 +305,15 @@ def check_options(args):
     except ValueError:
         raise UsageError(f"--C must be comma-separated numbers; got {args.C!r}") from None
     extractors = {}
-    classifiers = [LogisticRegression(C=c, **CLASSIFIER) for c in grid]
+    classifiers = [LogisticRegression(C=c, **dict(CLASSIFIER, max_iter=args.classifier_max_iter))
+                   for c in grid]
     for method, k, label in table_rows(args):
         extractor = make_extractor(method, args, k)
+        for params in candidates(method, args)[1:]:
+            try:
+                clone(extractor).set_params(**params)._validate_params()
+            except ValueError as exc:
+                raise UsageError(f"invalid option for {label}: {exc}") from None
         for est in _estimators(extractor) + classifiers:
             try:
                 for alpha in args.alphas if method == "ksparse" else [None]:
@@ -299,12 +380,12 @@ def load_data(args):
         raise UsageError("; ".join(line for line in lines if line)) from None
 
 
-def write_results(out, rows, dataset):
+def write_results(out, rows, dataset, budget=""):
     """results.md and results.csv in ``out`` for the rows finished so far, each
     replaced whole (written beside, then renamed), so an interrupted run leaves
     complete files."""
     out = Path(out)
-    table = to_markdown(rows, dataset)
+    table = to_markdown(rows, dataset, budget)
     tmp = out / "results.md.tmp"
     tmp.write_text(table + "\n")
     os.replace(tmp, out / "results.md")
@@ -335,6 +416,9 @@ def settings(args):
     """The options a row was computed with, as one string for the CSV."""
     lists = {"k": ",".join(map(str, args.ks)),
              "transform_k_factor": ",".join(f"{a:g}" for a in args.alphas)}
+    for grid in TUNABLE.values():
+        lists.update({dest: ",".join(f"{v:g}" for v in getattr(args, dest))
+                      for dest, _, _ in grid.values()})
     return ";".join(f"{key}={lists.get(key, getattr(args, key))}" for key in SETTINGS)
 
 
@@ -350,8 +434,9 @@ def finished_rows(args):
         with open(path, newline="") as f:
             for row in csv.DictReader(f):
                 if row.get("settings") == current:
-                    for key in ROW_FIELDS[1:-1]:
+                    for key in ROW_FIELDS[1:-2]:
                         row[key] = float(row[key]) if row.get(key) else None
+                    row["chosen"] = row.get("chosen") or ""
                     kept[row["method"]] = row
     except (OSError, csv.Error, ValueError, KeyError, TypeError) as exc:
         raise UsageError(f"--resume: cannot read {path} ({exc!r})") from None
@@ -445,20 +530,29 @@ def run(args, data, grid, extractors, rows, log=print, on_row=None, progress=Non
         if progress is not None:
             progress.model(f"model {i}/{len(todo)}")
         t0 = time.perf_counter()
-        if extractor is None:
-            F_train = X_train
+        settings_tried = candidates(method, args)
+        alpha = chosen = None
+        fitted_in = ""
+        if len(settings_tried) > 1:
+            extractor, clf, C, val_acc, chosen = fit_candidates(
+                extractor, settings_tried, X_train, y_train, grid, args.seed, log, progress,
+                args.verbose, max_iter=args.classifier_max_iter)
         else:
-            F_train = _fit_transform(extractor, X_train, progress, args.verbose)
-        fit_ae = time.perf_counter() - t0
-        alpha = None
-        if method == "ksparse" and len(args.alphas) > 1:
-            del F_train  # encoded again for every alpha
-            clf, C, alpha, val_acc = fit_ksparse_classifier(
-                extractor, X_train, y_train, args.alphas, grid, args.seed, log)
-        else:
-            clf, C, val_acc = fit_classifier(F_train, y_train, grid, args.seed, log)
-            if method == "ksparse":
-                alpha = args.alphas[0]
+            if extractor is None:
+                F_train = X_train
+            else:
+                F_train = _fit_transform(extractor, X_train, progress, args.verbose)
+            fitted_in = f"features fitted in {time.perf_counter() - t0:.1f} s, "
+            if method == "ksparse" and len(args.alphas) > 1:
+                del F_train  # encoded again for every alpha
+                clf, C, alpha, val_acc = fit_ksparse_classifier(
+                    extractor, X_train, y_train, args.alphas, grid, args.seed, log,
+                    max_iter=args.classifier_max_iter)
+            else:
+                clf, C, val_acc = fit_classifier(F_train, y_train, grid, args.seed, log,
+                                                 max_iter=args.classifier_max_iter)
+                if method == "ksparse":
+                    alpha = args.alphas[0]
         fit_time = time.perf_counter() - t0
         t0 = time.perf_counter()
         F_test = X_test if extractor is None else extractor.transform(X_test)
@@ -473,8 +567,10 @@ def run(args, data, grid, extractors, rows, log=print, on_row=None, progress=Non
         if method == "ksparse":
             extra += f", alpha={alpha:g}, {model.n_dead_units_} dead units"
             swept[model.k] = (extractor, val_acc)
-        log(f"   test error {error:.2f}%, features fitted in {fit_ae:.1f} s, total fit "
-            f"{fit_time:.1f} s, C={C:g}{extra}")
+        if chosen:
+            extra += f", {_describe(chosen)}"
+        log(f"   test error {error:.2f}%, {fitted_in}total fit {fit_time:.1f} s, "
+            f"C={C:g}{extra}")
         if args.dataset != "mnist":
             paper = None
         elif method == "ksparse":
@@ -490,6 +586,7 @@ def run(args, data, grid, extractors, rows, log=print, on_row=None, progress=Non
             "C": C,
             "transform_k_factor": alpha,
             "validation_accuracy": round(val_acc, 4),
+            "chosen": _describe(chosen) if chosen else "",
             "settings": settings(args),
         })
         if on_row is not None:
@@ -519,7 +616,7 @@ def validation_pick(rows):
     return max(swept, key=lambda r: r["validation_accuracy"])["method"]
 
 
-def to_markdown(rows, dataset):
+def to_markdown(rows, dataset, budget=""):
     paper = dataset == "mnist"
     head = ["method", "test error (%)"] + (["paper (%)"] if paper else []) + [
         "fit time (s)", "transform time (s)", "chosen on validation"]
@@ -533,8 +630,12 @@ def to_markdown(rows, dataset):
         chosen = "-" if r.get("C") is None else f"C={r['C']:g}"
         if r.get("transform_k_factor") is not None:
             chosen += f", alpha={r['transform_k_factor']:g}"
+        if r.get("chosen"):
+            chosen += f", {r['chosen']}"
         cells += [f"{r['fit_time_s']:.1f}", f"{r['transform_time_s']:.2f}", chosen]
         lines.append("| " + " | ".join(cells) + " |")
+    if budget:
+        lines += ["", budget]
     return "\n".join(lines)
 
 
@@ -563,7 +664,21 @@ def parse_args(argv):
     p.add_argument("--rbm-epochs", type=int, help="epochs of the RBM")
     p.add_argument("--learning-rate", type=float, default=0.01,
                    help="SGD learning rate of the k-sparse autoencoder")
+    p.add_argument("--rbm-learning-rate", default=TUNABLE["rbm"]["learning_rate"][2],
+                   help="learning rate of the RBM; comma-separated to choose it on the "
+                   "validation split (as for the next three options, every combination "
+                   "of the values given is trained)")
+    p.add_argument("--rbm-batch-size", default=TUNABLE["rbm"]["batch_size"][2],
+                   help="minibatch size of the RBM (one or a list)")
+    p.add_argument("--dae-corruption-level",
+                   default=TUNABLE["dae"]["corruption_level"][2],
+                   help="fraction of pixels the denoising autoencoder masks (one or a list)")
+    p.add_argument("--dae-learning-rate", default=TUNABLE["dae"]["learning_rate"][2],
+                   help="Adam learning rate of the denoising autoencoder (one or a list)")
     p.add_argument("--C", help="comma-separated grid for LogisticRegression's C")
+    p.add_argument("--classifier-max-iter", type=int, default=CLASSIFIER["max_iter"],
+                   help="LogisticRegression's cap on L-BFGS iterations (every fit runs to "
+                   f"tol={CLASSIFIER['tol']:g} or this cap)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--data-home", help="folder with the IDX files (MNIST, Fashion-MNIST)")
     p.add_argument("--out", help="folder for results.md, results.csv and the figures")
@@ -622,6 +737,18 @@ def parse_args(argv):
                 f"{args.transform_k_factor!r}")
     if not args.ks or not args.alphas:
         p.error("--k and --transform-k-factor need at least one value")
+    for grid in TUNABLE.values():
+        for dest, kind, _ in grid.values():
+            option = "--" + dest.replace("_", "-")
+            try:
+                values = _unique([kind(v) for v in getattr(args, dest).split(",")
+                                  if v.strip()])
+            except ValueError:
+                p.error(f"{option} must be a number or comma-separated numbers; got "
+                        f"{getattr(args, dest)!r}")
+            if not values:
+                p.error(f"{option} needs at least one value")
+            setattr(args, dest, values)
     args.k, args.transform_k_factor = args.ks[0], args.alphas[0]
     if not args.depths or min(args.depths) < 1:
         p.error("--depths needs at least one number of hidden layers, each at least 1")
@@ -655,8 +782,9 @@ def main(argv=None):
         print(f"skksae: error: {exc}", file=sys.stderr)
         return 2
     rows, ft_rows = [], []
-    on_row = None if not args.out else (lambda rows: write_results(args.out, rows,
-                                                                   args.dataset))
+    budget = search_budget(args)
+    on_row = None if not args.out else (lambda rows: write_results(
+        args.out, rows, args.dataset, budget))
     on_ft_row = None if not args.out else (lambda rows: write_finetune_results(args.out,
                                                                                rows))
     try:
@@ -671,7 +799,7 @@ def main(argv=None):
                                        progress=Progress())
     except KeyboardInterrupt:
         if rows:
-            print("\n" + to_markdown(rows, args.dataset))
+            print("\n" + to_markdown(rows, args.dataset, budget))
         if ft_rows:
             print("\n" + _finetune.finetune_markdown(ft_rows))
         if not rows and not ft_rows:
@@ -688,7 +816,7 @@ def main(argv=None):
         return 130
     if rows:
         print()
-        print(to_markdown(rows, args.dataset))
+        print(to_markdown(rows, args.dataset, budget))
     if ft_rows:
         print()
         print(_finetune.finetune_markdown(ft_rows))

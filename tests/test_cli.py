@@ -92,6 +92,8 @@ def test_bad_depths_are_a_usage_error(capsys):
 @pytest.mark.parametrize("argv, message", [
     (["--k", "10,x"], "--k must be an integer or comma-separated integers"),
     (["--transform-k-factor", "three"], "--transform-k-factor must be a number"),
+    (["--rbm-batch-size", "10.5"], "--rbm-batch-size must be a number or comma-separated"),
+    (["--dae-learning-rate", ","], "--dae-learning-rate needs at least one value"),
 ])
 def test_bad_lists_are_a_usage_error(argv, message, capsys):
     with pytest.raises(SystemExit):
@@ -194,6 +196,35 @@ def test_k_sweep_one_row_per_k_alpha_chosen_on_validation(tmp_path, capsys, monk
     assert (out / "filters.png").stat().st_size > 1000
 
 
+def test_baselines_tuned_on_validation_over_every_combination(tmp_path, capsys):
+    """List options of the RBM and of the denoising autoencoder: one model per
+    combination, the row keeps the one with the best validation accuracy, and the
+    table says what was searched and what was chosen."""
+    out = tmp_path / "out"
+    rc = main(["--methods", "rbm,dae", "--rbm-learning-rate", "0.01,0.1",
+               "--rbm-batch-size", "10,50", "--dae-corruption-level", "0.1,0.4",
+               "--epochs", "3", "--n-components", "32", "--C", "1", "--out", str(out),
+               "--no-figures"])
+    assert rc == 0
+    printed = capsys.readouterr().out
+    with open(out / "results.csv") as f:
+        rows = list(csv.DictReader(f))
+    blocks = printed.split("\n== ")[1:]
+    for row, block, n in zip(rows, blocks, (4, 2)):
+        found = dict(re.findall(r"    (\S+=.*) \(\d of \d\):\n    C=1: validation accuracy "
+                                r"([\d.]+)", block))
+        assert len(found) == n
+        best = max(found, key=lambda key: float(found[key]))
+        assert row["chosen"] == best
+        assert float(row["validation_accuracy"]) == float(found[best])
+        assert row["chosen"] in printed.split(row["method"] + " |")[-1].splitlines()[0]
+    assert {found_key.split(",")[0] for found_key in re.findall(
+        r"    (learning_rate=[\d.]+, batch_size=\d+) \(", printed)} == {
+        "learning_rate=0.01", "learning_rate=0.1"}
+    assert ("RBM: learning_rate from 0.01, 0.1; batch_size from 10, 50 (3 epochs, 4 "
+            "model(s) trained)") in (out / "results.md").read_text()
+
+
 @pytest.mark.filterwarnings("ignore::sklearn.exceptions.ConvergenceWarning")
 def test_alpha_search_refits_on_all_codes_at_the_chosen_alpha():
     X, y = load_digits(return_X_y=True)
@@ -258,6 +289,8 @@ def _one_error_line(capsys):
     (["--k", "10,80", "--n-components", "64"], "--k 80 is larger than --n-components 64"),
     (["--transform-k-factor", "3,0.5"], "'transform_k_factor' parameter"),
     (["--table", "all", "--k", "10,25"], "the fine-tuning table takes one --k"),
+    (["--dae-corruption-level", "0.25,1.5"], "'corruption_level' parameter"),
+    (["--rbm-batch-size", "100,0"], "'batch_size' parameter"),
 ])
 def test_bad_options_fail_before_any_data_or_training(argv, message, monkeypatch, capsys,
                                                       tmp_path):
