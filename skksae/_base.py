@@ -146,8 +146,9 @@ class _BaseAutoencoder(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEs
             name: np.ascontiguousarray(p, dtype=dtype) for name, p in self._params().items()
         }
 
-    def _commit(self, params, opt, rng, mean, n_samples_seen):
+    def _commit(self, params, opt, rng, mean, n_samples_seen, since):
         self.mean_ = mean
+        self._samples_since_fired = since
         self.n_samples_seen_ = n_samples_seen
         self.components_ = params["W"]
         self.intercept_hidden_ = params["b"]
@@ -197,19 +198,36 @@ class _BaseAutoencoder(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEs
             _engine.recentre(params, self.mean_, new_mean, cross_entropy)
         return params
 
-    def _epoch(self, engine, params, opt, X, epoch, rng, n_epochs):
+    def _since_fired(self):
+        """A copy of the fitted count of training samples since each unit was last
+        selected (zeros for a model fitted before the count was kept)."""
+        since = getattr(self, "_samples_since_fired", None)
+        if since is None or since.shape != (self.components_.shape[0],):
+            return np.zeros(self.components_.shape[0], dtype=np.int64)
+        return since.copy()
+
+    def _dead_window(self, n_samples):
+        """Samples without being selected after which a unit counts as dead:
+        ``dead_window`` where the model has one and it is set, else ``n_samples``
+        (the training data of the call: an epoch)."""
+        window = getattr(self, "dead_window", None)
+        return n_samples if window is None else window
+
+    def _epoch(self, engine, params, opt, X, epoch, rng, n_epochs, since):
         """Training epoch ``epoch`` (0-based, the schedule's index) of the
-        ``n_epochs`` this call may reach; reported to :mod:`._progress`."""
-        loss, counts = self._run_epoch(engine, params, opt, X, epoch, rng)
+        ``n_epochs`` this call may reach; reported to :mod:`._progress`.  ``since``
+        counts the samples since each unit was last selected (updated in place)."""
+        loss, counts = self._run_epoch(engine, params, opt, X, epoch, rng, since)
         _progress.epoch_done(self, epoch + 1, n_epochs)
         return loss, counts
 
-    def _run_epoch(self, engine, params, opt, X, epoch, rng):
+    def _run_epoch(self, engine, params, opt, X, epoch, rng, since):
         k = self._train_k(epoch)
         engine.learning_rate = self._learning_rate(epoch)
+        engine.dead_window = self._dead_window(X.shape[0])
         t0 = time.perf_counter()
         loss, counts = engine.run_epoch(
-            params, opt, X, k, self.batch_size, self.shuffle, rng
+            params, opt, X, k, self.batch_size, self.shuffle, rng, since=since
         )
         if self.verbose:
             kk = "all" if k is None else k
@@ -252,19 +270,21 @@ class _BaseAutoencoder(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEs
             opt = _engine.copy_state(self._optimizer_state)
             rng = check_random_state(self.random_state)
             loss_curve = list(self.loss_curve_)
+            since = self._since_fired()
         else:
             dtype = X.dtype
             mean = self._input_mean(X, dtype)
             rng = check_random_state(self.random_state)
             params, opt = self._fresh_state(X.shape[1], dtype, rng)
             loss_curve = []
+            since = np.zeros(self.n_components, dtype=np.int64)
         engine = self._make_engine(mean)
         start_epoch = len(loss_curve) if continuing else 0
         best, no_improvement, stopped = np.inf, 0, False
         schedule_end = self._schedule_end()
         for epoch in range(self.max_iter):
             loss, counts = self._epoch(engine, params, opt, X, start_epoch + epoch, rng,
-                                       start_epoch + self.max_iter)
+                                       start_epoch + self.max_iter, since)
             loss_curve.append(loss)
             if start_epoch + epoch + 1 < schedule_end:
                 continue  # k is still decreasing: the loss is expected to rise
@@ -281,10 +301,10 @@ class _BaseAutoencoder(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEs
                         f"{self.n_iter_no_change} consecutive epochs. Stopping."
                     )
                 break
-        self._commit(params, opt, rng, mean, X.shape[0])
+        self._commit(params, opt, rng, mean, X.shape[0], since)
         self.n_iter_ = len(loss_curve)  # with warm_start, epochs of earlier fits count too
         self.loss_curve_ = loss_curve
-        self.n_dead_units_ = int(np.count_nonzero(counts == 0))
+        self.n_dead_units_ = int(np.count_nonzero(since >= self._dead_window(X.shape[0])))
         if not stopped:
             warn_not_converged(self.max_iter)
         return self
@@ -331,6 +351,7 @@ class _BaseAutoencoder(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEs
             rng = check_random_state(self.random_state)
             params, opt = self._fresh_state(X.shape[1], X.dtype, rng)
             n_iter, loss_curve, n_seen = 0, [], X.shape[0]
+            since = np.zeros(self.n_components, dtype=np.int64)
         else:
             rng = self._random_state
             n_seen = self.n_samples_seen_ + X.shape[0]
@@ -344,16 +365,17 @@ class _BaseAutoencoder(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEs
             params = self._recentred(_engine.copy_state(self._params()), mean)
             opt = _engine.copy_state(self._optimizer_state)
             n_iter, loss_curve = self.n_iter_, list(self.loss_curve_)
+            since = self._since_fired()
             # keep a copy of the generator so that a failure leaves ours untouched
             rng_state = rng.get_state()
             rng = np.random.RandomState()
             rng.set_state(rng_state)
         loss, counts = self._epoch(self._make_engine(mean), params, opt, X, n_iter, rng,
-                                   n_iter + 1)
-        self._commit(params, opt, rng, mean, n_seen)
+                                   n_iter + 1, since)
+        self._commit(params, opt, rng, mean, n_seen, since)
         self.n_iter_ = n_iter + 1
         self.loss_curve_ = loss_curve + [loss]
-        self.n_dead_units_ = int(np.count_nonzero(counts == 0))
+        self.n_dead_units_ = int(np.count_nonzero(since >= self._dead_window(X.shape[0])))
         return self
 
     def transform(self, X):

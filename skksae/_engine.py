@@ -128,6 +128,14 @@ class Engine:
     dropout, dense hidden layers only: the top-k path ignores it, and
     :class:`~skksae.DenoisingAutoencoder` rejects the combination; masks drawn from the
     epoch's generator); encoding and scoring use every unit.
+
+    ``aux_coef``, ``k_aux`` and ``dead_window`` add the auxiliary dead-unit loss of
+    top-k autoencoders (AuxK, Gao et al. 2024) to the top-k path: a unit is dead when
+    it has not been selected for ``dead_window`` training samples (counted by
+    :meth:`run_epoch` in its ``since`` array); the ``k_aux`` largest dead units of
+    each sample (at most as many as are dead) reconstruct the main reconstruction's
+    residual ``e = x - x_hat``, taken as a constant, through the decoder without its
+    bias, and ``aux_coef * 0.5 * ||e_hat - e||^2`` is added to the sample's loss.
     """
 
     def __init__(
@@ -145,6 +153,9 @@ class Engine:
         corrupt=None,
         mean=None,
         dropout=0.0,
+        aux_coef=0.0,
+        k_aux=None,
+        dead_window=None,
     ):
         self.activation = K.ACTIVATIONS[activation]
         self.cross_entropy = loss == "cross_entropy"
@@ -159,7 +170,11 @@ class Engine:
         self.corrupt = corrupt
         self.mean = mean
         self.dropout = dropout
+        self.aux_coef = aux_coef
+        self.k_aux = k_aux
+        self.dead_window = dead_window
         self.rng = None  # the epoch's generator, for the dropout masks
+        self.since = None  # during an epoch: samples since each unit was last selected
 
     def inference_params(self, params):
         """``params`` with the input mean folded into the biases: the encoder bias
@@ -319,8 +334,11 @@ class Engine:
             )
             indptr, pos = K.units_index(idx, m)
             counts = np.empty(m, dtype=np.int64)
-            # the weights' optimizer step is fused into the per-unit kernel
-            solver, rate, beta1 = (0, 0.0, 0.0) if opt is None else self._tick(opt)
+            dead = self._dead_units()
+            fused = dead is None
+            # the weights' optimizer step is fused into the per-unit kernel, unless the
+            # auxiliary loss adds to the gradients first
+            solver, rate, beta1 = (0, 0.0, 0.0) if opt is None or not fused else self._tick(opt)
             sW1, sW2 = self._slots(opt, "W", W)
             sD1, sD2 = self._slots(opt, "D", D)
             K.call(
@@ -328,13 +346,59 @@ class Engine:
                 grads["W"], gD, grads["b"], counts, solver, W, sW1, sW2, sD1, sD2, rate, beta1,
                 self.beta_2, self.epsilon,
             )
+            if not fused:
+                total += self._aux_loss_and_grads(params, Z, Xc, G, dead, scale, grads,
+                                                  buffers)
         K.call(K.column_sums, G, grads["c"])
         if opt is not None:
-            if k is None:
+            if k is None or not fused:
                 self._step(params, grads, opt)
             else:  # the weights took their step in unit_backward
                 self._update(params, grads, opt, ("b", "c"), solver, rate, beta1)
         return total * scale, counts
+
+    # ------------------------------------------------------------ auxiliary loss
+    def _dead_units(self):
+        """The units the auxiliary loss trains in this batch (a boolean mask), or None
+        when it is off or no unit is dead."""
+        if not self.aux_coef or self.since is None:
+            return None
+        dead = self.since >= self.dead_window
+        return dead if dead.any() else None
+
+    def _aux_loss_and_grads(self, params, Z, Xc, G, dead, scale, grads, buffers):
+        """AuxK: the ``k_aux`` largest dead units of each sample reconstruct the
+        residual ``e = -G / scale`` (a constant), through the decoder without its bias;
+        their gradients are added to ``grads``.  Returns the summed auxiliary loss
+        times ``aux_coef``."""
+        W, b = params["W"], params["b"]
+        D = W if self.tied else params["D"]
+        n, m = Z.shape
+        dtype = W.dtype
+        k_aux = int(min(self.k_aux, np.count_nonzero(dead)))
+        # live units get a bias of -inf: the selection only sees the dead ones
+        bias = np.where(dead, b, -np.inf).astype(dtype)
+        E = np.multiply(G, dtype.type(-1.0 / scale),
+                        out=_buffer(buffers, "aux_target", G.shape, dtype))
+        idx = _buffer(buffers, "aux_idx", (n, k_aux), np.int64)
+        vals = _buffer(buffers, "aux_vals", (n, k_aux), dtype)
+        Ga = _buffer(buffers, "aux_G", G.shape, dtype)
+        no_bias = np.zeros(Xc.shape[1], dtype=dtype)
+        aux = K.call(K.topk_decode_residual, Z, bias, k_aux, self.activation, idx, vals, D,
+                     no_bias, E, K.LINEAR, False, self.aux_coef * scale, Ga)
+        indptr, pos = K.units_index(idx, m)
+        gW = _buffer(buffers, "aux_gW", W.shape, dtype)
+        gD = gW if self.tied else _buffer(buffers, "aux_gD", D.shape, dtype)
+        gb = _buffer(buffers, "aux_gb", b.shape, dtype)
+        counts = np.empty(m, dtype=np.int64)
+        K.call(K.unit_backward, indptr, pos, k_aux, vals, Ga, Xc, D, self.activation,
+               self.tied, gW, gD, gb, counts, 0, W, W, W, D, D, 0.0, 0.0, self.beta_2,
+               self.epsilon)
+        grads["W"] += gW
+        if not self.tied:
+            grads["D"] += gD
+        grads["b"] += gb
+        return self.aux_coef * aux
 
     # ---------------------------------------------------------------- optimizer
     def _step(self, params, grads, opt):
@@ -374,8 +438,12 @@ class Engine:
             )
 
     # -------------------------------------------------------------------- epoch
-    def run_epoch(self, params, opt, X, k, batch_size, shuffle, rng, Y=None):
+    def run_epoch(self, params, opt, X, k, batch_size, shuffle, rng, Y=None, since=None):
         """One pass over X in mini-batches.  Returns (mean loss, activity counts).
+
+        ``since`` (an int64 array, one entry per unit), when given, counts the
+        training samples since each unit was last active: updated in place after
+        every batch (the auxiliary loss reads it before each batch).
 
         Each mini-batch is centred on ``mean`` (when set): the target of a linear
         decoder is the centred batch; a sigmoid decoder's target stays the batch as it
@@ -386,11 +454,11 @@ class Engine:
         Raises FloatingPointError as soon as a batch loss is not finite; the caller
         owns ``params`` and ``opt`` and discards them then.
         """
-        self.rng = rng
+        self.rng, self.since = rng, since
         try:
             return self._run_epoch(params, opt, X, k, batch_size, shuffle, rng, Y)
         finally:
-            self.rng = None
+            self.rng = self.since = None
 
     def _dropout_mask(self, out, rate):
         """Inverted dropout's mask into ``out``: each unit kept with probability
@@ -442,6 +510,9 @@ class Engine:
                                    f"sample {start}")
                 counts = batch_counts if counts is None else counts + batch_counts
                 total += batch_loss * Xb.shape[0]
+                if self.since is not None:
+                    self.since += Xb.shape[0]
+                    self.since[batch_counts > 0] = 0
         # the last update is not checked by any loss: check the weights themselves
         for name, p in params.items():
             if not np.isfinite(p).all():

@@ -107,6 +107,27 @@ class KSparseAutoencoder(_BaseAutoencoder):
     sparse_output : bool, default=False
         If True :meth:`transform` returns a CSR matrix.
 
+    aux_coef : float >= 0, default=0.0
+        Weight of the auxiliary dead-unit loss (AuxK, Gao et al. 2024; 0 turns it
+        off; they use 1/32). In each training batch the ``k_aux`` largest dead units
+        of each sample (units not selected for ``dead_window`` training samples; at
+        most as many as are dead) reconstruct the residual ``x - x_hat`` of the main
+        reconstruction, taken as a constant, through the decoder without its bias,
+        and ``aux_coef`` times half that reconstruction's squared error is added to
+        the loss: dead units get a gradient towards what the live ones miss.
+        ``loss_curve_`` then includes the auxiliary term.
+
+    k_aux : int or "auto", default="auto"
+        Dead units used per sample by the auxiliary loss; "auto" is half the
+        number of features (at least 1).
+
+    dead_window : int or None, default=None
+        Training samples without being selected after which a unit is dead, for the
+        auxiliary loss and for ``n_dead_units_``; None is the number of samples of
+        the training call (one epoch of :meth:`fit`, the chunk of a
+        :meth:`partial_fit` call). The count carries over :meth:`partial_fit` calls
+        and ``warm_start`` fits.
+
     warm_start : bool, default=False
         If True, :meth:`fit` continues from the previous solution (with the same
         ``n_components``, ``tied_weights`` and ``solver``).
@@ -150,7 +171,8 @@ class KSparseAutoencoder(_BaseAutoencoder):
         epoch.
 
     n_dead_units_ : int
-        Hidden units that were never selected in the last epoch of training.
+        Hidden units not selected for ``dead_window`` training samples (by default:
+        never selected in the last epoch of training).
 
     n_features_in_ : int
         Number of features seen during ``fit``.
@@ -192,6 +214,9 @@ class KSparseAutoencoder(_BaseAutoencoder):
         "k_decay_fraction": [Interval(Real, 0, 1, closed="both")],
         "transform_k_factor": [Interval(Real, 1, None, closed="left")],
         "activation": [StrOptions({"linear", "relu"})],
+        "aux_coef": [Interval(Real, 0, None, closed="left")],
+        "k_aux": [Interval(Integral, 1, None, closed="left"), StrOptions({"auto"})],
+        "dead_window": [Interval(Integral, 1, None, closed="left"), None],
     }
 
     def __init__(
@@ -215,6 +240,9 @@ class KSparseAutoencoder(_BaseAutoencoder):
         n_iter_no_change=10,
         shuffle=True,
         sparse_output=False,
+        aux_coef=0.0,
+        k_aux="auto",
+        dead_window=None,
         warm_start=False,
         random_state=None,
         verbose=0,
@@ -237,12 +265,19 @@ class KSparseAutoencoder(_BaseAutoencoder):
         self.n_iter_no_change = n_iter_no_change
         self.shuffle = shuffle
         self.sparse_output = sparse_output
+        self.aux_coef = aux_coef
+        self.k_aux = k_aux
+        self.dead_window = dead_window
         self.warm_start = warm_start
         self.random_state = random_state
         self.verbose = verbose
 
     def _engine_options(self):
-        return {"activation": self.activation, "loss": "squared_error"}
+        k_aux = self.k_aux
+        if k_aux == "auto":
+            k_aux = max(1, getattr(self, "n_features_in_", 2) // 2)
+        return {"activation": self.activation, "loss": "squared_error",
+                "aux_coef": self.aux_coef, "k_aux": k_aux}
 
     def _init_std(self, n_features):
         return 0.01

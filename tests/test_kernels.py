@@ -202,6 +202,77 @@ def test_gradients_with_hidden_dropout_match_finite_differences(tied, activation
     _assert_finite_differences(lambda p: loss_and_grads(p)[0], params, grads)
 
 
+def _aux_reference_loss(params, Xc, E, dead, k_aux, activation, tied, coef):
+    """AuxK's loss in NumPy: the k_aux largest dead units of each row of the encoder
+    (by value, as the top-k kernels select) reconstruct the fixed residual E through
+    the decoder without its bias; coef * half the squared error, averaged over rows."""
+    D = params["W"] if tied else params["D"]
+    Z = Xc @ params["W"].T + params["b"]
+    Z = np.where(dead, Z, -np.inf)
+    H = np.zeros_like(Z)
+    for i, row in enumerate(Z):
+        keep = np.argsort(-row, kind="stable")[:k_aux]
+        v = row[keep]
+        H[i, keep] = np.maximum(v, 0) if activation == "relu" else v
+    R = H @ D - E
+    return coef * 0.5 * np.sum(R * R) / Xc.shape[0]
+
+
+@pytest.mark.parametrize("tied", [True, False])
+@pytest.mark.parametrize("activation", ["linear", "relu"])
+def test_aux_dead_unit_loss_gradients(tied, activation):
+    """AuxK on the top-k path: the loss is the main loss plus the dead units'
+    reconstruction of the residual; the gradients are those of that sum with the
+    residual held constant (central differences); with no dead unit, nothing changes."""
+    rng = np.random.RandomState(1)
+    n, d, m, k, k_aux, coef = 7, 5, 12, 3, 4, 0.5
+    X = rng.rand(n, d)
+    params = _random_params(rng, m, d, tied)
+    kw = dict(activation=activation, loss="squared_error", tied=tied, solver="sgd",
+              learning_rate=0.1)
+    plain = _engine.Engine(**kw)
+    aux = _engine.Engine(**kw, aux_coef=coef, k_aux=k_aux, dead_window=100)
+    dead = np.zeros(m, dtype=bool)
+    dead[[1, 4, 5, 8, 9, 11]] = True
+
+    def run(engine, p, since=None):
+        g = {name: np.empty_like(v) for name, v in p.items()}
+        engine.since = since
+        with _kernels.single_threaded_blas:
+            loss = engine.loss_and_grads(p, X, X, k, g)[0]
+        engine.since = None
+        return loss, g
+
+    since = np.where(dead, 100, 99).astype(np.int64)
+    base_loss, base_grads = run(plain, params)
+    total, grads = run(aux, params, since)
+    # the residual of the main reconstruction, held constant
+    D = params["W"] if tied else params["D"]
+    Z = X @ params["W"].T + params["b"]
+    H = np.zeros_like(Z)
+    for i, row in enumerate(Z):
+        keep = np.argsort(-row, kind="stable")[:k]
+        H[i, keep] = np.maximum(row[keep], 0) if activation == "relu" else row[keep]
+    E = X - (H @ D + params["c"])
+
+    def objective(p):
+        return run(plain, p)[0] + _aux_reference_loss(p, X, E, dead, k_aux, activation,
+                                                      tied, coef)
+
+    np.testing.assert_allclose(total, objective(params), rtol=1e-12)
+    assert total > base_loss
+    _assert_finite_differences(objective, params, grads)
+    # only dead units' encoder rows (and the decoder) receive the auxiliary gradient
+    changed = np.abs(grads["W"] - base_grads["W"]).sum(axis=1) > 0
+    if tied:
+        assert changed.any() and not (changed & ~dead).any()
+    # no dead unit: the same loss and gradients, bit for bit
+    quiet = run(aux, params, np.zeros(m, dtype=np.int64))
+    assert quiet[0] == base_loss
+    for name in grads:
+        np.testing.assert_array_equal(quiet[1][name], base_grads[name])
+
+
 def test_kernels_accept_read_only_and_non_contiguous_inputs():
     rng = np.random.RandomState(0)
     Z = np.asfortranarray(rng.randn(30, 40))

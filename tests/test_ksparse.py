@@ -88,6 +88,49 @@ def test_schedule_keeps_more_units_alive(digits):
     assert with_schedule.n_dead_units_ < without.n_dead_units_
 
 
+@pytest.mark.parametrize("seed", [0, 1])
+def test_aux_loss_revives_dead_units_and_lowers_the_error(digits, seed):
+    """AuxK (aux_coef = 1/32, as Gao et al.): fewer units dead after training and a
+    better reconstruction than the same model without it (without the sparsity
+    schedule about half the units die)."""
+    X, _ = digits
+    common = dict(n_components=256, k=5, k_start=None, max_iter=30, random_state=seed)
+    without = KSparseAutoencoder(**common).fit(X)
+    with_aux = KSparseAutoencoder(aux_coef=1 / 32, **common).fit(X)
+    assert without.n_dead_units_ > 64
+    assert with_aux.n_dead_units_ < 0.9 * without.n_dead_units_
+    assert with_aux.score(X) > without.score(X)
+
+
+def test_dead_window_counts_samples_across_calls(digits):
+    """n_dead_units_ counts units not selected for dead_window training samples: by
+    default the call's samples (units never selected in the last epoch); a window
+    longer than everything seen so far finds none dead; the count carries over
+    partial_fit calls."""
+    X, _ = digits
+    common = dict(n_components=256, k=5, k_start=None, max_iter=5, random_state=0)
+    ae = KSparseAutoencoder(**common).fit(X)
+    assert ae.n_dead_units_ > 0
+    long = KSparseAutoencoder(dead_window=5 * X.shape[0] + 1, **common).fit(X)
+    assert long.n_dead_units_ == 0
+    np.testing.assert_array_equal(long.components_, ae.components_)  # aux off: same model
+    # the default window is one epoch
+    epoch = KSparseAutoencoder(dead_window=X.shape[0], **common).fit(X)
+    assert epoch.n_dead_units_ == ae.n_dead_units_
+    stream = KSparseAutoencoder(dead_window=2 * 500, **common)
+    stream.partial_fit(X[:500])
+    assert stream.n_dead_units_ == 0  # 500 samples seen: nothing can be dead yet
+    stream.partial_fit(X[500:1000])
+    assert stream.n_dead_units_ > 0  # units idle through both calls
+
+
+def test_aux_options_are_validated():
+    X = np.random.RandomState(0).rand(20, 6)
+    for bad in (dict(aux_coef=-1.0), dict(k_aux=0), dict(dead_window=0)):
+        with pytest.raises(ValueError):
+            KSparseAutoencoder(n_components=8, k=2, **bad).fit(X)
+
+
 def test_pipeline_with_logistic_regression_beats_chance(digits):
     X, y = digits
     Xtr, Xte, ytr, yte = train_test_split(X, y, random_state=0)
