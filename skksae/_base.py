@@ -166,6 +166,7 @@ class _BaseAutoencoder(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEs
             dtype,
             self.tied_weights,
             self._init_std(n_features),
+            unit_norm=getattr(self, "normalize_decoder", False),
         )
         return params, _engine.init_optimizer(params, self.solver)
 
@@ -423,6 +424,54 @@ class _BaseAutoencoder(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEs
                 f"{self.components_.shape[0]} hidden units."
             )
         return H
+
+    def reconstruction_metrics(self, X):
+        """What top-k autoencoder users report, on X (new data or the training data).
+
+        X is encoded with the training ``k`` (as :meth:`score` does) and decoded.
+
+        Parameters
+        ----------
+        X : {array-like, sparse matrix} of shape (n_samples, n_features)
+            Data to encode and reconstruct.
+
+        Returns
+        -------
+        metrics : dict
+            ``"fvu"``: fraction of variance unexplained, the summed squared error of
+            the reconstruction over the summed squared deviation of X from its own
+            mean (the normalised MSE; 0 is perfect, 1 is as good as predicting the
+            mean); ``"mse"``: mean squared error per entry; ``"l0"``: mean number
+            of nonzero units per sample; ``"dead_fraction"``: fraction of units that
+            no sample of X selects.
+        """
+        check_is_fitted(self)
+        X = self._validate_X(X, reset=False)
+        self._check_data(X)
+        engine = self._fitted_engine()
+        params = engine.inference_params(self._params_as(X.dtype))
+        k = self._train_k(None)
+        mean = _engine.column_means(X)
+        sse = sst = 0.0
+        nnz = 0
+        used = np.zeros(self.components_.shape[0], dtype=bool)
+        chunk_size = 4096
+        for start in range(0, X.shape[0], chunk_size):
+            chunk = X[start : start + chunk_size]
+            H = engine._encode(params, chunk, k, sparse_output=True)
+            nnz += H.nnz
+            used[H.indices] = True
+            X_hat = _engine._activate_dense(engine._decoder_input(params, H),
+                                            engine.out_activation)
+            target = chunk.toarray() if sp.issparse(chunk) else np.asarray(chunk)
+            sse += float(np.sum((target - X_hat) ** 2, dtype=np.float64))
+            sst += float(np.sum((target - mean) ** 2, dtype=np.float64))
+        if sst > 0:
+            fvu = sse / sst
+        else:  # constant data: only a perfect reconstruction explains it
+            fvu = 0.0 if sse == 0 else np.inf
+        return {"fvu": fvu, "mse": sse / (X.shape[0] * X.shape[1]), "l0": nnz / X.shape[0],
+                "dead_fraction": 1.0 - float(used.mean())}
 
     def score(self, X, y=None):
         """Negative mean reconstruction loss of X (higher is better).

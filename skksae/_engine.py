@@ -26,11 +26,15 @@ import scipy.sparse as sp
 from . import _kernels as K
 
 
-def init_params(rng, n_components, n_features, dtype, tied, init_std):
-    """Initial parameters: Gaussian encoder weights (std ``init_std``), zero biases.
+def init_params(rng, n_components, n_features, dtype, tied, init_std, unit_norm=False):
+    """Initial parameters: Gaussian encoder weights (std ``init_std``, or rows of unit
+    norm with ``unit_norm``), zero biases.
 
-    An untied decoder starts as a copy of the encoder weights."""
+    An untied decoder starts as a copy of the encoder weights (the encoder is the
+    decoder's transpose, in the papers' layout)."""
     W = (rng.standard_normal((n_components, n_features)) * init_std).astype(dtype)
+    if unit_norm:
+        normalize_rows(W)
     params = {
         "W": W,
         "b": np.zeros(n_components, dtype=dtype),
@@ -78,6 +82,22 @@ def recentre(params, old_mean, new_mean, cross_entropy):
     params["b"] += (params["W"] @ delta).astype(params["b"].dtype)
     if not cross_entropy:
         params["c"] -= delta.astype(params["c"].dtype)
+
+
+def normalize_rows(A):
+    """Scale each row of A to unit Euclidean norm, in place (a zero row stays zero)."""
+    norms = np.sqrt(np.einsum("ij,ij->i", A, A, dtype=np.float64))
+    norms[norms == 0] = 1.0
+    A /= norms.astype(A.dtype)[:, None]
+    return A
+
+
+def remove_radial(G, A):
+    """``G[i] -= (G[i] . A[i]) A[i]`` in place for rows A[i] of unit norm: the part of
+    the gradient that would change the rows' norms."""
+    dots = np.einsum("ij,ij->i", G, A)
+    G -= dots[:, None] * A
+    return G
 
 
 def bernoulli_mask(out, keep, scale, rng):
@@ -136,6 +156,10 @@ class Engine:
     each sample (at most as many as are dead) reconstruct the main reconstruction's
     residual ``e = x - x_hat``, taken as a constant, through the decoder without its
     bias, and ``aux_coef * 0.5 * ||e_hat - e||^2`` is added to the sample's loss.
+
+    ``unit_norm`` keeps the decoder's rows (the tied weights' rows) at unit norm: each
+    step removes the gradient's radial part from those rows, and the rows are
+    renormalised after it.
     """
 
     def __init__(
@@ -156,6 +180,7 @@ class Engine:
         aux_coef=0.0,
         k_aux=None,
         dead_window=None,
+        unit_norm=False,
     ):
         self.activation = K.ACTIVATIONS[activation]
         self.cross_entropy = loss == "cross_entropy"
@@ -173,6 +198,7 @@ class Engine:
         self.aux_coef = aux_coef
         self.k_aux = k_aux
         self.dead_window = dead_window
+        self.unit_norm = unit_norm
         self.rng = None  # the epoch's generator, for the dropout masks
         self.since = None  # during an epoch: samples since each unit was last selected
 
@@ -335,7 +361,7 @@ class Engine:
             indptr, pos = K.units_index(idx, m)
             counts = np.empty(m, dtype=np.int64)
             dead = self._dead_units()
-            fused = dead is None
+            fused = dead is None and not self.unit_norm
             # the weights' optimizer step is fused into the per-unit kernel, unless the
             # auxiliary loss adds to the gradients first
             solver, rate, beta1 = (0, 0.0, 0.0) if opt is None or not fused else self._tick(opt)
@@ -346,13 +372,18 @@ class Engine:
                 grads["W"], gD, grads["b"], counts, solver, W, sW1, sW2, sD1, sD2, rate, beta1,
                 self.beta_2, self.epsilon,
             )
-            if not fused:
+            if dead is not None:
                 total += self._aux_loss_and_grads(params, Z, Xc, G, dead, scale, grads,
                                                   buffers)
         K.call(K.column_sums, G, grads["c"])
         if opt is not None:
             if k is None or not fused:
+                decoder = "W" if self.tied else "D"
+                if self.unit_norm:
+                    remove_radial(grads[decoder], params[decoder])
                 self._step(params, grads, opt)
+                if self.unit_norm:
+                    normalize_rows(params[decoder])
             else:  # the weights took their step in unit_backward
                 self._update(params, grads, opt, ("b", "c"), solver, rate, beta1)
         return total * scale, counts

@@ -128,6 +128,12 @@ class KSparseAutoencoder(_BaseAutoencoder):
         :meth:`partial_fit` call). The count carries over :meth:`partial_fit` calls
         and ``warm_start`` fits.
 
+    normalize_decoder : bool, default=False
+        Keep the decoder's rows (with tied weights, the weights' rows) at unit norm,
+        as later top-k autoencoders do: the rows start at unit norm, each step
+        removes the gradient's radial part from them and renormalises them after
+        it. The codes then carry the scale that the rows would otherwise absorb.
+
     warm_start : bool, default=False
         If True, :meth:`fit` continues from the previous solution (with the same
         ``n_components``, ``tied_weights`` and ``solver``).
@@ -215,6 +221,7 @@ class KSparseAutoencoder(_BaseAutoencoder):
         "transform_k_factor": [Interval(Real, 1, None, closed="left")],
         "activation": [StrOptions({"linear", "relu"})],
         "aux_coef": [Interval(Real, 0, None, closed="left")],
+        "normalize_decoder": ["boolean"],
         "k_aux": [Interval(Integral, 1, None, closed="left"), StrOptions({"auto"})],
         "dead_window": [Interval(Integral, 1, None, closed="left"), None],
     }
@@ -243,6 +250,7 @@ class KSparseAutoencoder(_BaseAutoencoder):
         aux_coef=0.0,
         k_aux="auto",
         dead_window=None,
+        normalize_decoder=False,
         warm_start=False,
         random_state=None,
         verbose=0,
@@ -268,6 +276,7 @@ class KSparseAutoencoder(_BaseAutoencoder):
         self.aux_coef = aux_coef
         self.k_aux = k_aux
         self.dead_window = dead_window
+        self.normalize_decoder = normalize_decoder
         self.warm_start = warm_start
         self.random_state = random_state
         self.verbose = verbose
@@ -277,7 +286,8 @@ class KSparseAutoencoder(_BaseAutoencoder):
         if k_aux == "auto":
             k_aux = max(1, getattr(self, "n_features_in_", 2) // 2)
         return {"activation": self.activation, "loss": "squared_error",
-                "aux_coef": self.aux_coef, "k_aux": k_aux}
+                "aux_coef": self.aux_coef, "k_aux": k_aux,
+                "unit_norm": self.normalize_decoder}
 
     def _init_std(self, n_features):
         return 0.01

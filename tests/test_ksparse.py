@@ -124,6 +124,59 @@ def test_dead_window_counts_samples_across_calls(digits):
     assert stream.n_dead_units_ > 0  # units idle through both calls
 
 
+@pytest.mark.parametrize("tied", [True, False])
+def test_normalize_decoder_keeps_unit_rows_and_steps_tangentially(digits, tied):
+    X, _ = digits
+    ae = KSparseAutoencoder(n_components=64, k=5, tied_weights=tied, normalize_decoder=True,
+                            max_iter=3, random_state=0).fit(X)
+    norms = np.linalg.norm(ae.decoder_components_, axis=1)
+    np.testing.assert_allclose(norms, 1.0, rtol=1e-5)
+    assert not np.allclose(np.linalg.norm(
+        KSparseAutoencoder(n_components=64, k=5, tied_weights=tied, max_iter=3,
+                           random_state=0).fit(X).decoder_components_, axis=1), 1.0)
+    # one plain SGD step (no momentum): the decoder moves by the gradient without its
+    # radial part, then is renormalised
+    from skksae import _engine, _kernels
+    X64 = X[:50].astype(np.float64)
+    rng = np.random.RandomState(0)
+    params = _engine.init_params(rng, 64, X.shape[1], np.float64, tied, 0.1, unit_norm=True)
+    engine = _engine.Engine(activation="linear", loss="squared_error", tied=tied,
+                            solver="sgd", learning_rate=0.1, momentum=0.0, unit_norm=True)
+    name = "W" if tied else "D"
+    grads = {key: np.empty_like(v) for key, v in params.items()}
+    with _kernels.single_threaded_blas:
+        engine.loss_and_grads(params, X64, X64, 5, grads)
+    g, d = grads[name], params[name]
+    expected = d - 0.1 * (g - np.sum(g * d, axis=1, keepdims=True) * d)
+    expected /= np.linalg.norm(expected, axis=1, keepdims=True)
+    opt = _engine.init_optimizer(params, "sgd")
+    with _kernels.single_threaded_blas:
+        engine.loss_and_grads(params, X64, X64, 5, grads, opt=opt)
+    np.testing.assert_allclose(params[name], expected, rtol=1e-10, atol=1e-12)
+
+
+def test_reconstruction_metrics(digits):
+    """FVU, MSE, mean L0 and the dead fraction, on the training data and on new data
+    (dense or sparse), agree with what they are defined as."""
+    X, _ = digits
+    Xtr, Xte = X[:1200], X[1200:]
+    ae = KSparseAutoencoder(n_components=128, k=6, max_iter=5, random_state=0).fit(Xtr)
+    for data in (Xtr, Xte, sp.csr_matrix(Xte)):
+        m = ae.reconstruction_metrics(data)
+        dense = data.toarray() if sp.issparse(data) else data
+        sse = -2 * ae.score(data) * dense.shape[0]
+        sst = np.sum((dense - dense.mean(axis=0)) ** 2)
+        np.testing.assert_allclose(m["fvu"], sse / sst, rtol=1e-4)
+        np.testing.assert_allclose(m["mse"], sse / dense.size, rtol=1e-4)
+        assert 0 < m["fvu"] < 1
+        codes = ae.set_params(transform_k_factor=1).transform(data)
+        assert m["l0"] == np.count_nonzero(codes) / dense.shape[0]
+        assert m["dead_fraction"] == np.mean(~(codes != 0).any(axis=0))
+        ae.set_params(transform_k_factor=3)
+    assert ae.reconstruction_metrics(Xtr)["fvu"] < ae.reconstruction_metrics(
+        np.random.RandomState(0).rand(50, X.shape[1]).astype(np.float32))["fvu"]
+
+
 def test_aux_options_are_validated():
     X = np.random.RandomState(0).rand(20, 6)
     for bad in (dict(aux_coef=-1.0), dict(k_aux=0), dict(dead_window=0)):
