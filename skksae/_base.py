@@ -199,6 +199,15 @@ class _BaseAutoencoder(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEs
             _engine.recentre(params, self.mean_, new_mean, cross_entropy)
         return params
 
+    def _commit_threshold(self, engine):
+        """``threshold_`` of a model with a ``batch_topk`` option: the mean of the
+        smallest activation each batch of the last epoch kept (None without batch
+        top-k)."""
+        if not hasattr(self, "batch_topk"):
+            return
+        minima = engine.batch_minima if self.batch_topk else None
+        self.threshold_ = float(np.mean(minima)) if minima else None
+
     def _since_fired(self):
         """A copy of the fitted count of training samples since each unit was last
         selected (zeros for a model fitted before the count was kept)."""
@@ -303,6 +312,7 @@ class _BaseAutoencoder(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEs
                     )
                 break
         self._commit(params, opt, rng, mean, X.shape[0], since)
+        self._commit_threshold(engine)
         self.n_iter_ = len(loss_curve)  # with warm_start, epochs of earlier fits count too
         self.loss_curve_ = loss_curve
         self.n_dead_units_ = int(np.count_nonzero(since >= self._dead_window(X.shape[0])))
@@ -371,9 +381,10 @@ class _BaseAutoencoder(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEs
             rng_state = rng.get_state()
             rng = np.random.RandomState()
             rng.set_state(rng_state)
-        loss, counts = self._epoch(self._make_engine(mean), params, opt, X, n_iter, rng,
-                                   n_iter + 1, since)
+        engine = self._make_engine(mean)
+        loss, counts = self._epoch(engine, params, opt, X, n_iter, rng, n_iter + 1, since)
         self._commit(params, opt, rng, mean, n_seen, since)
+        self._commit_threshold(engine)
         self.n_iter_ = n_iter + 1
         self.loss_curve_ = loss_curve + [loss]
         self.n_dead_units_ = int(np.count_nonzero(since >= self._dead_window(X.shape[0])))

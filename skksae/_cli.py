@@ -309,9 +309,12 @@ def check_options(args):
                    for c in grid]
     for method, k, label in table_rows(args):
         extractor = make_extractor(method, args, k)
-        for params in candidates(method, args)[1:]:
+        for params in candidates(method, args) if method in TUNABLE else []:
+            candidate = clone(extractor).set_params(**params)
             try:
-                clone(extractor).set_params(**params)._validate_params()
+                candidate._validate_params()
+                if hasattr(candidate, "_check_params"):  # checks across parameters
+                    candidate._check_params()
             except ValueError as exc:
                 raise UsageError(f"invalid option for {label}: {exc}") from None
         for est in _estimators(extractor) + classifiers:

@@ -160,6 +160,14 @@ class Engine:
     ``unit_norm`` keeps the decoder's rows (the tied weights' rows) at unit norm: each
     step removes the gradient's radial part from those rows, and the rows are
     renormalised after it.
+
+    ``batch_topk`` makes the top-k path select at the level of the batch (BatchTopK,
+    Bussmann et al. 2024): the ``n * k`` largest activations of a batch of ``n``
+    samples are kept (ties at the threshold all kept), so a sample may keep more or
+    fewer than k units; during an epoch the smallest kept activation of each batch is
+    appended to ``batch_minima``.  ``threshold`` (set on a fitted model's engine)
+    replaces the top-k selection when encoding: every unit whose activation exceeds
+    it is kept, sample by sample.
     """
 
     def __init__(
@@ -181,6 +189,8 @@ class Engine:
         k_aux=None,
         dead_window=None,
         unit_norm=False,
+        batch_topk=False,
+        threshold=None,
     ):
         self.activation = K.ACTIVATIONS[activation]
         self.cross_entropy = loss == "cross_entropy"
@@ -199,6 +209,9 @@ class Engine:
         self.k_aux = k_aux
         self.dead_window = dead_window
         self.unit_norm = unit_norm
+        self.batch_topk = batch_topk
+        self.threshold = threshold
+        self.batch_minima = None  # during an epoch with batch_topk: one entry per batch
         self.rng = None  # the epoch's generator, for the dropout masks
         self.since = None  # during an epoch: samples since each unit was last selected
 
@@ -225,6 +238,8 @@ class Engine:
         W, b = params["W"], params["b"]
         n = X.shape[0]
         m = W.shape[0]
+        if self.threshold is not None:
+            return self._encode_threshold(params, X, sparse_output, chunk_size)
         if k is not None and k >= m:
             k = None
         if not sparse_output:
@@ -265,6 +280,30 @@ class Engine:
             ),
             shape=(n, m),
         )
+
+    def _encode_threshold(self, params, X, sparse_output, chunk_size):
+        """Codes keeping, per sample, every unit whose activation exceeds
+        ``threshold`` (a fitted batch top-k model's encoding)."""
+        W, b = params["W"], params["b"]
+        n, m = X.shape[0], W.shape[0]
+        threshold = W.dtype.type(self.threshold)
+        H = None if sparse_output else np.empty((n, m), dtype=W.dtype)
+        parts = []
+        Z = np.empty((min(n, chunk_size), m), dtype=W.dtype)
+        with K.single_threaded_blas:
+            for start in range(0, n, chunk_size):
+                Zc = _activate_dense(_encoder_product(X[start : start + chunk_size], W, Z),
+                                     self.activation, b)
+                Zc[Zc <= threshold] = 0
+                if sparse_output:
+                    parts.append(sp.csr_matrix(Zc))
+                else:
+                    H[start : start + Zc.shape[0]] = Zc
+        if not sparse_output:
+            return H
+        if not parts:
+            return sp.csr_matrix((0, m), dtype=W.dtype)
+        return sp.vstack(parts, format="csr")
 
     def _decoder_input(self, params, H):
         """Decoder pre-activation ``H D + c`` for codes H (dense or sparse)."""
@@ -351,13 +390,19 @@ class Engine:
             counts = np.empty(m, dtype=np.int64)
             K.call(K.column_sums, H, counts, True)
         else:
-            idx = _buffer(buffers, "idx", (n, k), np.int64)
-            vals = _buffer(buffers, "vals", (n, k), dtype)
             G = out
-            total = K.call(
-                K.topk_decode_residual, Z, b, k, self.activation, idx, vals, D, c, X,
-                self.out_activation, self.cross_entropy, scale, G,
-            )
+            if self.batch_topk:
+                idx, vals = self._batch_topk(Z, b, k, buffers)
+                k = idx.shape[1]
+                total = K.call(K.code_decode_residual, idx, vals, D, c, X,
+                               self.out_activation, self.cross_entropy, scale, G)
+            else:
+                idx = _buffer(buffers, "idx", (n, k), np.int64)
+                vals = _buffer(buffers, "vals", (n, k), dtype)
+                total = K.call(
+                    K.topk_decode_residual, Z, b, k, self.activation, idx, vals, D, c, X,
+                    self.out_activation, self.cross_entropy, scale, G,
+                )
             indptr, pos = K.units_index(idx, m)
             counts = np.empty(m, dtype=np.int64)
             dead = self._dead_units()
@@ -387,6 +432,38 @@ class Engine:
             else:  # the weights took their step in unit_backward
                 self._update(params, grads, opt, ("b", "c"), solver, rate, beta1)
         return total * scale, counts
+
+    def _batch_topk(self, Z, b, k, buffers):
+        """BatchTopK's selection for a batch: the ``n * k`` largest activations of
+        ``act(Z + b)`` over the whole batch (with ReLU, only positive ones), as a
+        padded compact code: each row's kept units in column order, then entries
+        with index -1 and value 0.  Each row's candidates are its top ``k_row``
+        units, ``k_row`` doubled until no row could hold more above the threshold,
+        so the selection is exact.  Returns ``(idx, vals)``."""
+        n, m = Z.shape
+        budget = n * k
+        k_row = min(m, 4 * k)
+        while True:
+            idx = _buffer(buffers, "idx", (n, k_row), np.int64)
+            vals = _buffer(buffers, "vals", (n, k_row), Z.dtype)
+            K.call(K.topk_rows, Z, b, k_row, self.activation, idx, vals)
+            flat = vals.ravel()
+            if budget >= flat.size:
+                threshold = flat.min()
+            else:
+                threshold = np.partition(flat, flat.size - budget)[flat.size - budget]
+            # a row whose every candidate reaches the threshold may hold more beyond
+            if k_row == m or not (vals.min(axis=1) >= threshold).any():
+                break
+            k_row = min(m, 2 * k_row)
+        keep = vals >= threshold
+        if self.activation == K.RELU:
+            keep &= vals > 0
+        idx[~keep] = -1
+        vals[~keep] = 0
+        if self.batch_minima is not None and keep.any():
+            self.batch_minima.append(float(vals[keep].min()))
+        return idx, vals
 
     # ------------------------------------------------------------ auxiliary loss
     def _dead_units(self):
@@ -486,6 +563,8 @@ class Engine:
         owns ``params`` and ``opt`` and discards them then.
         """
         self.rng, self.since = rng, since
+        if self.batch_topk:
+            self.batch_minima = []
         try:
             return self._run_epoch(params, opt, X, k, batch_size, shuffle, rng, Y)
         finally:

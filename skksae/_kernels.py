@@ -615,21 +615,24 @@ def column_sums(A, out, nonzero=False):
 def units_index(idx, n_units):
     """Group the kept entries by unit (a CSC view of the code): for unit u, the flat
     positions ``i * k + j`` of its entries are ``pos[indptr[u]:indptr[u + 1]]``, in
-    increasing row order."""
+    increasing row order.  Entries with a negative index are padding (rows of a
+    batch-level top-k code keep different numbers of units) and are left out."""
     n, k = idx.shape
     indptr = np.zeros(n_units + 1, dtype=np.int64)
     for i in range(n):
         for j in range(k):
-            indptr[idx[i, j] + 1] += 1
+            if idx[i, j] >= 0:
+                indptr[idx[i, j] + 1] += 1
     for u in range(n_units):
         indptr[u + 1] += indptr[u]
     cursor = indptr[:-1].copy()
-    pos = np.empty(n * k, dtype=np.int64)
+    pos = np.empty(indptr[n_units], dtype=np.int64)
     for i in range(n):
         for j in range(k):
             u = idx[i, j]
-            pos[cursor[u]] = i * k + j
-            cursor[u] += 1
+            if u >= 0:
+                pos[cursor[u]] = i * k + j
+                cursor[u] += 1
     return indptr, pos
 
 
@@ -862,6 +865,21 @@ def topk_decode_residual(Z, bias, k, activation, idx, vals, D, c, X, out_activat
         hi = (blk + 1) * n // n_blocks
         _topk_block(Z, bias, k, activation, lo, hi, idx, vals)
         for i in range(lo, hi):
+            total[i] = _decode_residual_row(idx[i], vals[i], D, c, X[i], out_activation,
+                                            cross_entropy, scale, G[i])
+    return total.sum()
+
+
+@njit(parallel=True, cache=True)
+def code_decode_residual(idx, vals, D, c, X, out_activation, cross_entropy, scale, G):
+    """:func:`_decode_residual_row` for every row of a compact code chosen elsewhere
+    (a batch-level top-k; padding entries have the value 0 and are skipped) into
+    ``G``.  Returns the summed loss."""
+    n = idx.shape[0]
+    n_blocks = _row_blocks(n)
+    total = np.zeros(n)
+    for blk in prange(n_blocks):
+        for i in range(blk * n // n_blocks, (blk + 1) * n // n_blocks):
             total[i] = _decode_residual_row(idx[i], vals[i], D, c, X[i], out_activation,
                                             cross_entropy, scale, G[i])
     return total.sum()

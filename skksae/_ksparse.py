@@ -134,6 +134,16 @@ class KSparseAutoencoder(_BaseAutoencoder):
         removes the gradient's radial part from them and renormalises them after
         it. The codes then carry the scale that the rows would otherwise absorb.
 
+    batch_topk : bool, default=False
+        Select at the level of the mini-batch in training (BatchTopK, Bussmann et
+        al. 2024): the ``batch_size * k`` largest activations of each batch are
+        kept, so that k is kept per sample on average and a sample may use more
+        units or fewer. :meth:`transform` then keeps, sample by sample, every unit
+        whose activation exceeds ``threshold_`` (learned in training; deterministic,
+        independent of the other samples) instead of a fixed number:
+        ``transform_k_factor`` does not apply. Usually combined with
+        ``activation="relu"``.
+
     warm_start : bool, default=False
         If True, :meth:`fit` continues from the previous solution (with the same
         ``n_components``, ``tied_weights`` and ``solver``).
@@ -175,6 +185,11 @@ class KSparseAutoencoder(_BaseAutoencoder):
     loss_curve_ : list of float
         Mean training loss (half the summed squared error per sample) of each
         epoch.
+
+    threshold_ : float or None
+        With ``batch_topk``, the encoding threshold: the mean over the batches of
+        the last training epoch (of the last :meth:`partial_fit` call) of the
+        smallest activation each kept. None otherwise.
 
     n_dead_units_ : int
         Hidden units not selected for ``dead_window`` training samples (by default:
@@ -222,6 +237,7 @@ class KSparseAutoencoder(_BaseAutoencoder):
         "activation": [StrOptions({"linear", "relu"})],
         "aux_coef": [Interval(Real, 0, None, closed="left")],
         "normalize_decoder": ["boolean"],
+        "batch_topk": ["boolean"],
         "k_aux": [Interval(Integral, 1, None, closed="left"), StrOptions({"auto"})],
         "dead_window": [Interval(Integral, 1, None, closed="left"), None],
     }
@@ -251,6 +267,7 @@ class KSparseAutoencoder(_BaseAutoencoder):
         k_aux="auto",
         dead_window=None,
         normalize_decoder=False,
+        batch_topk=False,
         warm_start=False,
         random_state=None,
         verbose=0,
@@ -277,6 +294,7 @@ class KSparseAutoencoder(_BaseAutoencoder):
         self.k_aux = k_aux
         self.dead_window = dead_window
         self.normalize_decoder = normalize_decoder
+        self.batch_topk = batch_topk
         self.warm_start = warm_start
         self.random_state = random_state
         self.verbose = verbose
@@ -287,7 +305,12 @@ class KSparseAutoencoder(_BaseAutoencoder):
             k_aux = max(1, getattr(self, "n_features_in_", 2) // 2)
         return {"activation": self.activation, "loss": "squared_error",
                 "aux_coef": self.aux_coef, "k_aux": k_aux,
-                "unit_norm": self.normalize_decoder}
+                "unit_norm": self.normalize_decoder, "batch_topk": self.batch_topk}
+
+    def _fitted_engine(self):
+        engine = super()._fitted_engine()
+        engine.threshold = getattr(self, "threshold_", None)
+        return engine
 
     def _init_std(self, n_features):
         return 0.01

@@ -289,7 +289,7 @@ def _one_error_line(capsys):
     (["--k", "10,80", "--n-components", "64"], "--k 80 is larger than --n-components 64"),
     (["--transform-k-factor", "3,0.5"], "'transform_k_factor' parameter"),
     (["--table", "all", "--k", "10,25"], "the fine-tuning table takes one --k"),
-    (["--dae-corruption-level", "0.25,1.5"], "'corruption_level' parameter"),
+    (["--dae-corruption-level", "0.25,1.5"], "corruption_level=1.5 is a fraction"),
     (["--rbm-batch-size", "100,0"], "'batch_size' parameter"),
 ])
 def test_bad_options_fail_before_any_data_or_training(argv, message, monkeypatch, capsys,

@@ -30,6 +30,12 @@ ESTIMATORS = [
         sparse_output=True,
         random_state=1,
     ),
+    # the modern top-k options: batch-level top-k, the dead-unit loss, unit-norm rows
+    KSparseAutoencoder(
+        n_components=16, k=2, activation="relu", tied_weights=False, batch_topk=True,
+        aux_coef=1 / 32, k_aux=3, dead_window=20, normalize_decoder=True, max_iter=5,
+        random_state=0,
+    ),
     DenoisingAutoencoder(max_iter=5, random_state=0),
     DenoisingAutoencoder(corruption_level=0, dropout=0.5, max_iter=5, random_state=0),
     DenoisingAutoencoder(

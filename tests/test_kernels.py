@@ -273,6 +273,45 @@ def test_aux_dead_unit_loss_gradients(tied, activation):
         np.testing.assert_array_equal(quiet[1][name], base_grads[name])
 
 
+@pytest.mark.parametrize("tied", [True, False])
+@pytest.mark.parametrize("activation", ["linear", "relu"])
+def test_batch_topk_selection_and_gradients(tied, activation):
+    """BatchTopK: the batch keeps its n * k largest activations (with ReLU, the
+    positive ones among them), rows keeping different numbers of units; the loss and
+    the gradients are those of the network with that selection held fixed."""
+    rng = np.random.RandomState(2)
+    n, d, m, k = 6, 5, 10, 2
+    X = rng.rand(n, d)
+    params = _random_params(rng, m, d, tied)
+    engine = _engine.Engine(activation=activation, loss="squared_error", tied=tied,
+                            solver="sgd", learning_rate=0.1, batch_topk=True)
+    A = X @ params["W"].T + params["b"]
+    if activation == "relu":
+        A = np.maximum(A, 0)
+    order = np.argsort(-A, axis=None, kind="stable")[: n * k]
+    mask = np.zeros(A.size, dtype=bool)
+    mask[order] = True
+    mask = mask.reshape(A.shape) & ((A > 0) if activation == "relu" else True)
+    assert len(set(mask.sum(axis=1))) > 1  # rows keep different numbers of units
+
+    def objective(p):
+        Dp = p["W"] if tied else p["D"]
+        Ap = X @ p["W"].T + p["b"]
+        if activation == "relu":
+            Ap = np.maximum(Ap, 0)
+        R = (Ap * mask) @ Dp + p["c"] - X
+        return 0.5 * np.sum(R * R) / n
+
+    grads = {name: np.empty_like(v) for name, v in params.items()}
+    engine.batch_minima = []
+    with _kernels.single_threaded_blas:
+        loss, counts = engine.loss_and_grads(params, X, X, k, grads)
+    np.testing.assert_array_equal(counts, mask.sum(axis=0))
+    np.testing.assert_allclose(loss, objective(params), rtol=1e-12)
+    assert engine.batch_minima == [pytest.approx(A[mask].min())]
+    _assert_finite_differences(objective, params, grads)
+
+
 def test_kernels_accept_read_only_and_non_contiguous_inputs():
     rng = np.random.RandomState(0)
     Z = np.asfortranarray(rng.randn(30, 40))

@@ -177,6 +177,25 @@ def test_reconstruction_metrics(digits):
         np.random.RandomState(0).rand(50, X.shape[1]).astype(np.float32))["fvu"]
 
 
+def test_batch_topk_trains_k_on_average_and_encodes_by_threshold(digits):
+    """BatchTopK: training keeps batch_size * k activations per batch; transform keeps,
+    per sample, the units above threshold_: about k per sample on the training data,
+    and a sample's code does not depend on the others encoded with it."""
+    X, _ = digits
+    ae = KSparseAutoencoder(n_components=128, k=6, activation="relu", batch_topk=True,
+                            max_iter=10, random_state=0).fit(X)
+    assert ae.threshold_ is not None and ae.threshold_ > 0
+    H = ae.transform(X)
+    nnz = (H != 0).sum(axis=1)
+    assert 3 < nnz.mean() < 12 and nnz.min() < nnz.max()
+    assert (H[H != 0] > ae.threshold_).all()
+    np.testing.assert_array_equal(ae.transform(X[:7]), H[:7])
+    np.testing.assert_array_equal(ae.set_params(sparse_output=True).transform(X).toarray(), H)
+    assert ae.reconstruction_metrics(X)["l0"] == nnz.mean()
+    # the per-sample model of the same settings has no threshold
+    assert KSparseAutoencoder(n_components=128, k=6, max_iter=2).fit(X).threshold_ is None
+
+
 def test_aux_options_are_validated():
     X = np.random.RandomState(0).rand(20, 6)
     for bad in (dict(aux_coef=-1.0), dict(k_aux=0), dict(dead_window=0)):
