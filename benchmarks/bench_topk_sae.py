@@ -236,7 +236,7 @@ def main():
     p.add_argument("--epochs", type=int, default=10)
     p.add_argument("--latents-planted", type=int, default=4096,
                    help="latents of the planted-dictionary models")
-    p.add_argument("--learning-rate", type=float, default=1e-2, help="Adam's, everywhere")
+    p.add_argument("--learning-rate", type=float, default=1e-3, help="Adam's, everywhere")
     p.add_argument("--latents", type=int, default=16_384)
     p.add_argument("--k", type=int, default=32)
     p.add_argument("--k-aux", type=int, default=384)
