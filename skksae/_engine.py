@@ -85,18 +85,16 @@ def recentre(params, old_mean, new_mean, cross_entropy):
 
 
 def normalize_rows(A):
-    """Scale each row of A to unit Euclidean norm, in place (a zero row stays zero)."""
-    norms = np.sqrt(np.einsum("ij,ij->i", A, A, dtype=np.float64))
-    norms[norms == 0] = 1.0
-    A /= norms.astype(A.dtype)[:, None]
+    """Scale each row of A (C-contiguous) to unit Euclidean norm, in place (a zero row
+    stays zero)."""
+    K.call(K.normalize_rows, A)
     return A
 
 
 def remove_radial(G, A):
     """``G[i] -= (G[i] . A[i]) A[i]`` in place for rows A[i] of unit norm: the part of
     the gradient that would change the rows' norms."""
-    dots = np.einsum("ij,ij->i", G, A)
-    G -= dots[:, None] * A
+    K.call(K.remove_radial, G, A)
     return G
 
 

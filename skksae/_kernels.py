@@ -885,6 +885,37 @@ def code_decode_residual(idx, vals, D, c, X, out_activation, cross_entropy, scal
     return total.sum()
 
 
+@njit(parallel=True, cache=True)
+def remove_radial(G, A):
+    """``G[i] -= (G[i] . A[i]) A[i]`` in place, row by row in parallel (rows of A of
+    unit norm): the part of a gradient that would change the rows' norms.  The dot
+    products are summed in float64."""
+    for i in prange(G.shape[0]):
+        g = G[i]
+        a = A[i]
+        s = 0.0
+        for f in range(g.shape[0]):
+            s += np.float64(g[f]) * np.float64(a[f])
+        t = g.dtype.type(s)
+        for f in range(g.shape[0]):
+            g[f] -= t * a[f]
+
+
+@njit(parallel=True, cache=True)
+def normalize_rows(A):
+    """Scale each row of A to unit Euclidean norm in place (a zero row stays zero),
+    row by row in parallel; the norms are summed in float64."""
+    for i in prange(A.shape[0]):
+        a = A[i]
+        s = 0.0
+        for f in range(a.shape[0]):
+            s += np.float64(a[f]) * np.float64(a[f])
+        if s > 0:
+            norm = a.dtype.type(np.sqrt(s))
+            for f in range(a.shape[0]):
+                a[f] /= norm
+
+
 # ----------------------------------------------------------------------------
 # Random masks (dropout, masking noise)
 
