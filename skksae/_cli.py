@@ -224,51 +224,66 @@ def _describe(params):
     return ", ".join(f"{key}={value:g}" for key, value in params.items())
 
 
+def choose_on_validation(options, encode, y_train, grid, seed, log,
+                         max_iter=CLASSIFIER["max_iter"]):
+    """Encode the training data once per option (``encode(option)`` returns the codes
+    and whatever produced them), choose C for each on the validation split, keep the
+    option whose codes give the best validation accuracy and refit the classifier on
+    all of its codes.  Returns the option, what produced its codes, the classifier, C
+    and the validation accuracy."""
+    best = None
+    for option in options:
+        F, fitted = encode(option)
+        clf, C, acc = fit_classifier(F, y_train, grid, seed, log, refit=False,
+                                     max_iter=max_iter)
+        if best is None or acc > best[4]:
+            best = (option, fitted, clf, C, acc, F)
+        del F
+    option, fitted, clf, C, acc, F = best
+    return option, fitted, clf.fit(F, y_train), C, acc
+
+
 def fit_candidates(extractor, settings, X_train, y_train, grid, seed, log, progress=None,
                    verbose=0, max_iter=CLASSIFIER["max_iter"]):
     """Train one copy of ``extractor`` per parameter setting of ``settings`` on all the
-    training data, choose C for each on the validation split, keep the setting with
-    the best validation accuracy and refit the classifier on all its codes.  Returns
-    the fitted extractor, the classifier, C, the validation accuracy and the setting."""
-    best = None
-    for j, params in enumerate(settings, 1):
+    training data and keep the one validation prefers (:func:`choose_on_validation`).
+    Returns the fitted extractor, the classifier, C, the validation accuracy and the
+    setting."""
+    def encode(numbered):
+        j, params = numbered
         log(f"    {_describe(params)} ({j} of {len(settings)}):")
         est = clone(extractor).set_params(**params)
         if progress is not None:
             progress.model(progress.label.split(",")[0] + f", setting {j}/{len(settings)}")
-        F = _fit_transform(est, X_train, progress, verbose)
-        clf, C, acc = fit_classifier(F, y_train, grid, seed, log, refit=False,
-                                     max_iter=max_iter)
-        if best is None or acc > best[3]:
-            best = (est, clf, C, acc, params, F)
-        del F
-    est, clf, C, acc, params, F = best
-    return est, clf.fit(F, y_train), C, acc, params
+        return _fit_transform(est, X_train, progress, verbose), est
+
+    (_, params), est, clf, C, acc = choose_on_validation(
+        list(enumerate(settings, 1)), encode, y_train, grid, seed, log, max_iter)
+    return est, clf, C, acc, params
 
 
 def fit_ksparse_classifier(extractor, X_train, y_train, alphas, grid, seed, log,
                            max_iter=CLASSIFIER["max_iter"]):
     """The paper's alpha search: encode the training data with ``alpha * k`` units for
     every ``alpha`` of ``alphas`` (the autoencoder is fitted once; ``transform_k_factor``
-    only acts at encoding), choose C for each on the validation split, keep the
-    alpha and C with the best validation accuracy and refit the classifier on all
-    the training codes.  ``extractor`` is the fitted (autoencoder, scaler) pipeline;
-    its autoencoder is left set to the chosen alpha and its scaler refitted.  Returns
-    the classifier, C, alpha and the validation accuracy."""
-    ae, scaler = extractor[0], extractor[1:]
-    best = None
-    for alpha in alphas:
+    only acts at encoding) and keep the alpha validation prefers
+    (:func:`choose_on_validation`).  ``extractor`` is the fitted (autoencoder, scaler)
+    pipeline; its autoencoder is left set to the chosen alpha and its scaler is the
+    one fitted on that alpha's codes.  Returns the classifier, C, alpha and the
+    validation accuracy."""
+    ae = extractor[0]
+
+    def encode(alpha):
         ae.set_params(transform_k_factor=alpha)
         log(f"    alpha={alpha:g} ({ae._transform_k()} units per code):")
-        F = scaler.fit_transform(ae.transform(X_train))
-        clf, C, acc = fit_classifier(F, y_train, grid, seed, log, refit=False,
-                                     max_iter=max_iter)
-        if best is None or acc > best[3]:
-            best = (clf, C, alpha, acc)
-    clf, C, alpha, acc = best
+        scaler = clone(extractor[1:])
+        return scaler.fit_transform(ae.transform(X_train)), scaler
+
+    alpha, scaler, clf, C, acc = choose_on_validation(alphas, encode, y_train, grid, seed,
+                                                      log, max_iter)
     ae.set_params(transform_k_factor=alpha)
-    F = scaler.fit_transform(ae.transform(X_train))
-    return clf.fit(F, y_train), C, alpha, acc
+    extractor.steps[1:] = scaler.steps
+    return clf, C, alpha, acc
 
 
 class UsageError(Exception):
