@@ -73,7 +73,7 @@ class _BaseAutoencoder(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEs
     _parameter_constraints: dict = {
         **TRAINING_CONSTRAINTS,
         "n_components": [Interval(Integral, 1, None, closed="left")],
-        "center": ["boolean"],
+        "center": ["boolean", StrOptions({"mean", "geometric_median"})],
         "tied_weights": ["boolean"],
         "sparse_output": ["boolean"],
     }
@@ -123,12 +123,29 @@ class _BaseAutoencoder(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEs
                 UserWarning,
             )
 
-    def _input_mean(self, X, dtype):
-        """The mean of each feature of X (summed in float64, returned in ``dtype``), or
-        None without centring."""
-        if not self.center:
+    def _center_kind(self):
+        """What ``center`` asks for: None, "mean" or "geometric_median"."""
+        if self.center is False:
             return None
-        return _engine.column_means(X).astype(dtype)
+        return "mean" if self.center is True else self.center
+
+    def _input_mean(self, X, dtype):
+        """The centre of X that ``center`` asks for (computed in float64, returned in
+        ``dtype``): the mean of each feature or the geometric median of the rows; None
+        without centring."""
+        kind = self._center_kind()
+        if kind is None:
+            return None
+        if kind == "mean":
+            return _engine.column_means(X).astype(dtype)
+        median, converged = _engine.geometric_median(X)
+        if not converged:
+            warnings.warn(
+                "The geometric median's Weiszfeld iteration did not converge; its last "
+                "estimate is used as the centre.",
+                ConvergenceWarning,
+            )
+        return median.astype(dtype)
 
     def _fitted_tied(self):
         """Whether the fitted model shares its decoder with its encoder (whatever
@@ -148,6 +165,7 @@ class _BaseAutoencoder(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEs
 
     def _commit(self, params, opt, rng, mean, n_samples_seen, since):
         self.mean_ = mean
+        self._fitted_center = self._center_kind()
         self._samples_since_fired = since
         self.n_samples_seen_ = n_samples_seen
         self.components_ = params["W"]
@@ -176,7 +194,8 @@ class _BaseAutoencoder(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEs
             hasattr(self, "components_")
             and self.components_.shape[0] == self.n_components
             and self._fitted_tied() == self.tied_weights
-            and (self.mean_ is not None) == self.center
+            and getattr(self, "_fitted_center", "mean" if self.mean_ is not None else None)
+            == self._center_kind()
             and set(self._optimizer_state)
             == set(_engine.optimizer_keys(self._params(), self.solver))
         )
@@ -367,7 +386,11 @@ class _BaseAutoencoder(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEs
             rng = self._random_state
             n_seen = self.n_samples_seen_ + X.shape[0]
             mean = None
-            if self.center:
+            if self._center_kind() == "geometric_median":
+                # no running update: the first call's centre is kept (the decoder bias
+                # learns from there)
+                mean = self.mean_
+            elif self.center:
                 # the running mean of every sample seen, as IncrementalPCA keeps it;
                 # unchanged, bit for bit, by a chunk whose mean equals it
                 old = self.mean_.astype(np.float64)

@@ -63,7 +63,7 @@ class DenoisingAutoencoder(_BaseAutoencoder):
     n_components : int, default=256
         Number of hidden units.
 
-    center : bool, default=True
+    center : bool or {"mean", "geometric_median"}, default=True
         Subtract the mean of each feature (``mean_``) from the input before the
         corruption and the encoder; a linear decoder (squared error) adds it back,
         a sigmoid decoder (cross-entropy) predicts the input as it is. Masking noise
@@ -72,7 +72,10 @@ class DenoisingAutoencoder(_BaseAutoencoder):
         layers in a pipeline scored 0.90 uncentred and 0.98 centred on
         ``load_digits() / 16`` (logistic regression on the codes). The mean is
         folded into the biases when encoding, so sparse input stays sparse;
-        :meth:`partial_fit` keeps a running mean of every sample seen.
+        :meth:`partial_fit` keeps a running mean of every sample seen. ``True`` and
+        "mean" are the same; "geometric_median" centres at the geometric median of
+        the rows instead, a robust centre (see :class:`KSparseAutoencoder`), which
+        :meth:`partial_fit` computes on the first call's data and keeps.
 
     corruption : {"masking", "gaussian", "salt_and_pepper"}, default="masking"
         Input corruption used during training: "masking" sets a random fraction of
@@ -159,7 +162,9 @@ class DenoisingAutoencoder(_BaseAutoencoder):
     ----------
     mean_ : ndarray of shape (n_features,) or None
         Mean of each feature over the training data (over every sample seen, with
-        :meth:`partial_fit`); None when ``center=False``.
+        :meth:`partial_fit`), or with ``center="geometric_median"`` the geometric
+        median of the rows: the centre subtracted from the input. None when
+        ``center=False``.
 
     n_samples_seen_ : int
         Samples behind ``mean_``: those of the last :meth:`fit`, or of every

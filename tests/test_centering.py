@@ -5,6 +5,8 @@ import copy
 import numpy as np
 import pytest
 import scipy.sparse as sp
+from sklearn.base import clone
+from sklearn.exceptions import ConvergenceWarning
 from sklearn.linear_model import LogisticRegression
 from sklearn.model_selection import train_test_split
 from sklearn.pipeline import make_pipeline
@@ -122,6 +124,102 @@ def test_changing_center_between_partial_fits_is_refused(digits):
     with pytest.raises(ValueError, match="center"):
         est.set_params(center=False).partial_fit(X)
     np.testing.assert_array_equal(est.components_, W)
+
+
+def _distance_gradient(X, y):
+    """The gradient of the summed Euclidean distance of the rows of X to y."""
+    diff = y - X
+    return (diff / np.linalg.norm(diff, axis=1, keepdims=True)).sum(axis=0)
+
+
+def test_geometric_median_minimises_the_summed_distance():
+    rng = np.random.RandomState(0)
+    X = rng.standard_normal((400, 6))
+    X[:40] += 100.0  # far-off rows pull the mean, hardly the median
+    median, converged = _engine.geometric_median(X)
+    assert converged and median.dtype == np.float64
+    # at the minimum the unit vectors to the rows sum to zero (n = 400 of them)
+    assert np.linalg.norm(_distance_gradient(X, median)) < 1e-3
+    total = np.linalg.norm(X - median, axis=1).sum()
+    for step in 1e-3 * np.eye(6):
+        assert total < np.linalg.norm(X - (median + step), axis=1).sum()
+        assert total < np.linalg.norm(X - (median - step), axis=1).sum()
+    assert np.linalg.norm(median) < 0.5 < np.linalg.norm(X.mean(axis=0))
+    # in one dimension it is the ordinary median (odd count)
+    x = rng.standard_normal((101, 1))
+    np.testing.assert_allclose(_engine.geometric_median(x)[0], np.median(x), atol=1e-6)
+
+
+def test_geometric_median_layouts_and_edge_cases():
+    rng = np.random.RandomState(1)
+    X = rng.standard_normal((300, 5)) * (rng.rand(300, 5) < 0.4)
+    dense = _engine.geometric_median(X, chunk_size=64)[0]
+    for other in (np.asfortranarray(X), sp.csr_matrix(X), sp.csc_matrix(X)):
+        np.testing.assert_array_equal(_engine.geometric_median(other, chunk_size=64)[0], dense)
+    # a centre that lands on a row (here most rows are one point) does not divide by 0
+    Y = np.vstack([np.ones((50, 3)), rng.standard_normal((5, 3))])
+    median, converged = _engine.geometric_median(Y)
+    assert np.all(np.isfinite(median)) and np.allclose(median, 1.0, atol=1e-6)
+    np.testing.assert_array_equal(_engine.geometric_median(np.ones((4, 3)))[0], np.ones(3))
+    assert not _engine.geometric_median(X, max_iter=1)[1]
+
+
+@pytest.mark.parametrize("model", MODELS, ids=IDS)
+def test_center_geometric_median(model, digits):
+    X, _ = digits
+    X = X[:600]
+    est = clone(model).set_params(center="geometric_median").fit(X)
+    median = _engine.geometric_median(X)[0]
+    np.testing.assert_array_equal(est.mean_, median.astype(X.dtype))
+    assert est.mean_.dtype == X.dtype
+    # the centre is folded into encoding and decoding as the mean is
+    twin = _uncentred_twin(est)
+    np.testing.assert_allclose(est.transform(X), twin.transform(X - est.mean_), atol=1e-5)
+    # sparse input gives the same centre and model
+    sparse = clone(est).fit(sp.csr_matrix(X))
+    np.testing.assert_array_equal(sparse.mean_, est.mean_)
+    np.testing.assert_allclose(sparse.components_, est.components_, rtol=1e-5, atol=1e-6)
+    # "mean" is True under another name, bit for bit
+    a = clone(model).set_params(center=True).fit(X)
+    b = clone(model).set_params(center="mean").fit(X)
+    np.testing.assert_array_equal(a.components_, b.components_)
+    assert not np.allclose(a.mean_, est.mean_)
+
+
+def test_geometric_median_centre_is_kept_by_partial_fit(digits):
+    X, _ = digits
+    est = KSparseAutoencoder(n_components=16, k=2, center="geometric_median", random_state=0)
+    est.partial_fit(X[:500])
+    first = est.mean_.copy()
+    np.testing.assert_array_equal(first, _engine.geometric_median(X[:500])[0].astype(X.dtype))
+    est.partial_fit(X[500:])
+    np.testing.assert_array_equal(est.mean_, first)
+    assert est.n_samples_seen_ == X.shape[0]
+    # switching between the mean and the median is a change of centre: refused
+    W = est.components_.copy()
+    with pytest.raises(ValueError, match="center"):
+        est.set_params(center=True).partial_fit(X)
+    np.testing.assert_array_equal(est.components_, W)
+    np.testing.assert_array_equal(est.mean_, first)
+    # and warm_start starts again rather than continuing from the other centre
+    est.set_params(warm_start=True, max_iter=2).fit(X)
+    np.testing.assert_allclose(est.mean_, X.mean(axis=0), rtol=1e-5, atol=1e-7)
+    assert est.n_iter_ == 2
+
+
+def test_geometric_median_not_converging_warns(digits, monkeypatch):
+    X, _ = digits
+    iterate = _engine.geometric_median
+    monkeypatch.setattr(_engine, "geometric_median", lambda X: iterate(X, max_iter=1))
+    est = KSparseAutoencoder(n_components=16, k=2, max_iter=1, center="geometric_median")
+    with pytest.warns(ConvergenceWarning, match="Weiszfeld"):
+        est.fit(X)
+
+
+def test_bad_center_is_rejected(digits):
+    X, _ = digits
+    with pytest.raises(ValueError, match="center"):
+        KSparseAutoencoder(center="median").fit(X)
 
 
 def _accuracy(model, X_train, X_test, y_train, y_test):
