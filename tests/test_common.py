@@ -34,7 +34,7 @@ ESTIMATORS = [
     KSparseAutoencoder(
         n_components=16, k=2, activation="relu", tied_weights=False, batch_topk=True,
         aux_coef=1 / 32, k_aux=3, dead_window=20, normalize_decoder=True, max_iter=5,
-        random_state=0,
+        center="geometric_median", random_state=0,
     ),
     DenoisingAutoencoder(max_iter=5, random_state=0),
     DenoisingAutoencoder(corruption_level=0, dropout=0.5, max_iter=5, random_state=0),
