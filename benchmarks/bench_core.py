@@ -7,13 +7,16 @@ as plain dense masked NumPy, (e) the top-k kernel against ``np.argpartition`` on
 60,000 x 1000 matrix.  Prints thread counts and the ratios.
 
     python benchmarks/bench_core.py [--threads 2] [--repeat 3] [--data mnist|random]
+        [--data-home PATH] [--batch 256]
 
-With ``--data mnist`` it uses the MNIST training images when they are found (see
+With ``--data mnist`` it uses the MNIST training images when they are found in
+``--data-home`` (default ``../shared/data`` beside the project; see
 ``skksae.datasets.load_mnist``), otherwise sparse random images of the same shape.
 """
 
 import argparse
 import time
+from pathlib import Path
 
 import numba
 import numpy as np
@@ -32,13 +35,14 @@ def best_of(fn, repeat):
     return min(times)
 
 
-def load_data(kind, rng):
+def load_data(kind, data_home, rng):
     if kind == "mnist":
         try:
             from skksae.datasets import load_mnist
 
-            return load_mnist(subset="train", return_X_y=True)[0], "MNIST train"
-        except (ImportError, OSError) as exc:
+            X = load_mnist(data_home, return_X_y=True, download_if_missing=False)[0]
+            return np.ascontiguousarray(X, dtype=np.float32), "MNIST train"
+        except (OSError, ValueError) as exc:
             print(f"MNIST not available ({exc}); using random images")
     X = (rng.rand(60000, 784) < 0.19) * rng.rand(60000, 784)
     return X.astype(np.float32), "random sparse images"
@@ -69,13 +73,16 @@ def main():
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--repeat", type=int, default=3)
     parser.add_argument("--data", choices=["random", "mnist"], default="random")
+    parser.add_argument("--data-home", default=str(Path(__file__).resolve().parents[2]
+                                                   / "shared" / "data"))
+    parser.add_argument("--batch", type=int, default=256)
     args = parser.parse_args()
 
     numba.set_num_threads(args.threads)
     rng = np.random.RandomState(0)
-    X, what = load_data(args.data, rng)
+    X, what = load_data(args.data, args.data_home, rng)
     n, d = X.shape
-    m, k, batch = 1000, 25, 256
+    m, k, batch = 1000, 25, args.batch
     with threadpool_limits(args.threads, user_api="blas"):
         blas = [(i["internal_api"], i["num_threads"]) for i in threadpool_info()
                 if i["user_api"] == "blas"]
