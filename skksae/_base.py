@@ -125,9 +125,9 @@ class _BaseAutoencoder(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEs
 
     def _center_kind(self):
         """What ``center`` asks for: None, "mean" or "geometric_median"."""
-        if self.center is False:
-            return None
-        return "mean" if self.center is True else self.center
+        if isinstance(self.center, str):
+            return self.center
+        return "mean" if self.center else None
 
     def _input_mean(self, X, dtype):
         """The centre of X that ``center`` asks for (computed in float64, returned in

@@ -173,8 +173,8 @@ class KSparseAutoencoder(_BaseAutoencoder):
         ``center=False``.
 
     n_samples_seen_ : int
-        Samples behind ``mean_``: those of the last :meth:`fit`, or of every
-        :meth:`partial_fit` call since the first.
+        Samples seen: those of the last :meth:`fit`, or of every :meth:`partial_fit`
+        call since the first (the samples behind ``mean_`` when it is their mean).
 
     components_ : ndarray of shape (n_components, n_features)
         Encoder weights W; each row is a learned filter.

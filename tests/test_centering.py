@@ -179,10 +179,13 @@ def test_center_geometric_median(model, digits):
     sparse = clone(est).fit(sp.csr_matrix(X))
     np.testing.assert_array_equal(sparse.mean_, est.mean_)
     np.testing.assert_allclose(sparse.components_, est.components_, rtol=1e-5, atol=1e-6)
-    # "mean" is True under another name, bit for bit
+    # "mean" is True under another name (NumPy's bool too), bit for bit
     a = clone(model).set_params(center=True).fit(X)
-    b = clone(model).set_params(center="mean").fit(X)
-    np.testing.assert_array_equal(a.components_, b.components_)
+    for same in ("mean", np.True_):
+        b = clone(model).set_params(center=same).fit(X)
+        np.testing.assert_array_equal(a.components_, b.components_)
+        np.testing.assert_array_equal(a.mean_, b.mean_)
+    assert clone(model).set_params(center=np.False_).fit(X).mean_ is None
     assert not np.allclose(a.mean_, est.mean_)
 
 
