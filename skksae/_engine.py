@@ -579,15 +579,19 @@ class Engine:
 
     def _update(self, params, grads, opt, names, solver, rate, beta1, l2=None):
         """The optimizer step of the named parameters; ``l2`` maps names to the
-        coefficient of an L2 penalty's gradient ``l2 * p`` (none by default)."""
+        coefficient of an L2 penalty's gradient ``l2 * p`` (none by default).
+        Returns the sum of the squares, before the step, of the parameters that have
+        a nonzero coefficient."""
+        squares = 0.0
         for name in names:
             p = params[name]
             s1, s2 = self._slots(opt, name, p)
-            K.call(
+            squares += K.call(
                 K.optimizer_update, solver, p.reshape(-1), s1.reshape(-1), s2.reshape(-1),
                 grads[name].reshape(-1), rate, beta1, self.beta_2, self.epsilon,
                 0.0 if l2 is None else l2.get(name, 0.0),
             )
+        return squares
 
     # -------------------------------------------------------------------- epoch
     def run_epoch(self, params, opt, X, k, batch_size, shuffle, rng, Y=None, since=None):
@@ -810,7 +814,7 @@ class StackEngine(Engine):
         for l in range(L, self.first_trained - 1, -1):
             A_in = outputs[l - 1] if l > 0 else X
             W = params[f"W{l}"]
-            if self.alpha:
+            if self.alpha and opt is None:  # with a step, the optimizer sums the squares
                 total += 0.5 * self.alpha * float(np.vdot(W, W))
             if l == L or codes[l] is None:
                 if l < L:  # dense hidden layer: G holds dL/dH; make it dL/dZ
@@ -840,8 +844,10 @@ class StackEngine(Engine):
         l2 = self.alpha * scale
         weights = {f"W{l}": l2 for l in range(L + 1)}
         if opt is not None:
-            self._update(params, grads, opt, self.trained_names(), *self._tick(opt),
-                         l2=weights)
+            # the penalty's part of the loss: the weights' squares before the step
+            squares = self._update(params, grads, opt, self.trained_names(),
+                                   *self._tick(opt), l2=weights)
+            total += 0.5 * self.alpha * squares
         elif self.alpha:
             for name in self.trained_names():
                 if name in weights:

@@ -1,5 +1,6 @@
 """The Numba kernels and the engine's gradients against NumPy references."""
 
+import numba
 import numpy as np
 import pytest
 
@@ -390,6 +391,36 @@ def test_adam_takes_gradients_whose_square_underflows_as_zero(dtype):
 
 
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("solver", [_kernels.SGD, _kernels.ADAM])
+def test_optimizer_step_returns_the_penalised_weights_squares(dtype, solver):
+    """With an L2 coefficient the step returns sum(w ** 2) of the weights before it
+    (the penalty's part of the loss), the same for any thread count; without one, 0
+    and the same step."""
+    rng = np.random.RandomState(0)
+    n = 3 * 4096 + 17  # several blocks, the last of another length
+    w0 = rng.randn(n).astype(dtype)
+    g = rng.randn(n).astype(dtype)
+    results = []
+    for threads in (1, 2):
+        numba.set_num_threads(threads)
+        try:
+            w, s1, s2 = w0.copy(), np.zeros(n, dtype), np.zeros(n, dtype)
+            squares = _kernels.optimizer_update(solver, w, s1, s2, g, 0.01, 0.9, 0.999,
+                                                1e-8, 1e-3)
+        finally:
+            numba.set_num_threads(numba.config.NUMBA_NUM_THREADS)
+        results.append((squares, w))
+    assert results[0][0] == results[1][0]
+    np.testing.assert_array_equal(results[0][1], results[1][1])
+    np.testing.assert_allclose(results[0][0], np.sum(w0.astype(np.float64) ** 2),
+                               rtol=1e-5 if dtype == np.float32 else 1e-12)
+    assert not np.array_equal(results[0][1], w0)
+    w = w0.copy()
+    assert _kernels.optimizer_update(solver, w, np.zeros(n, dtype), np.zeros(n, dtype), g,
+                                     0.01, 0.9, 0.999, 1e-8, 0.0) == 0.0
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
 @pytest.mark.parametrize("n", [1, 37, 700])  # one chunk, a partial chunk, several chunks
 def test_fused_encoder_top_k_matches_product_then_selection(dtype, n):
     rng = np.random.RandomState(n)
@@ -412,8 +443,6 @@ def test_bernoulli_mask(dtype, keep):
     """The mask holds ``scale`` with probability ``keep`` and 0 elsewhere, is the same
     for a seed whatever the thread count, differs between seeds, and has no pattern
     along rows or columns."""
-    import numba
-
     out = np.empty((400, 500), dtype=dtype)
     _kernels.bernoulli_mask(7, keep, 2.5, out)
     assert set(np.unique(out)) <= {0.0, 2.5}
