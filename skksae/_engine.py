@@ -84,10 +84,10 @@ def geometric_median(X, max_iter=200, tol=1e-7, chunk_size=4096):
     2024, initialise the TopK autoencoder's decoder bias at it).
 
     Weiszfeld's iteration from the mean, in float64 over chunks of rows
-    (:func:`_dense_chunks`: every layout of the same data gives the same bits); a row at distance
-    below ``1e-12`` times the data's scale is weighted as if at that distance. Stops
-    when a step moves the centre by less than ``tol`` times the data's scale (the
-    root mean squared distance of the rows to the mean).
+    (:func:`_dense_chunks`: every layout of the same data gives the same bits); a
+    row at distance below ``1e-12`` times the data's scale is weighted as if at that
+    distance. Stops when a step moves the centre by less than ``tol`` times the
+    data's scale (the root mean squared distance of the rows to the mean).
 
     Returns
     -------
