@@ -532,7 +532,7 @@ def _fit_transform(extractor, X, progress, verbose):
     return extractor.transform(X)
 
 
-def fit_row(method, k, label, extractor, data, args, grid, log=print, progress=None):
+def fit_row(method, label, extractor, data, args, grid, log=print, progress=None):
     """Fit one row of the table (:func:`table_rows`): train the feature extractor (each
     candidate setting where the method has several), choose ``C`` (and alpha for a
     k-sparse row) on the validation split, score the test set once.  Returns the row
@@ -650,7 +650,7 @@ def run(args, data, grid, extractors, rows, log=print, on_row=None, progress=Non
         if on_row is not None:
             on_row(rows)
 
-    for i, (method, k, label) in enumerate(todo):
+    for i, (_, _, label) in enumerate(todo):
         if label in done:
             log(f"== {label} ({i + 1} of {len(todo)})")
             log(f"   kept from {Path(args.out) / 'results.csv'} (same settings; --resume)")
@@ -663,11 +663,11 @@ def run(args, data, grid, extractors, rows, log=print, on_row=None, progress=Non
     for i in left:
         if i in together:
             continue
-        method, k, label = todo[i]
+        method, _, label = todo[i]
         log(f"== {label} ({i + 1} of {len(todo)})")
         if progress is not None:
             progress.model(f"model {i + 1}/{len(todo)}")
-        finish(i, fit_row(method, k, label, extractors[label], data, args, grid, log,
+        finish(i, fit_row(method, label, extractors[label], data, args, grid, log,
                           progress))
     if together:
         from joblib import Parallel, delayed
@@ -679,8 +679,9 @@ def run(args, data, grid, extractors, rows, log=print, on_row=None, progress=Non
         log(f"== the k sweep's {len(together)} k-sparse rows, {n_jobs} at a time, "
             f"{threads} thread(s) each")
         jobs = (delayed(_fit_row_in_worker)(
-            threads, f"model {i + 1}/{len(todo)}", todo[i] + (extractors[todo[i][2]],),
-            args, data, grid) for i in together)
+            threads, f"model {i + 1}/{len(todo)}",
+            (todo[i][0], todo[i][2], extractors[todo[i][2]]), args, data, grid)
+            for i in together)
         for result, lines in Parallel(n_jobs=n_jobs, return_as="generator_unordered")(jobs):
             i = next(j for j in together if todo[j][2] == result[0]["method"])
             log(f"== {todo[i][2]} ({i + 1} of {len(todo)})")
