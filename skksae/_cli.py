@@ -629,10 +629,10 @@ def run(args, data, grid, extractors, rows, log=print, on_row=None, progress=Non
     time, each in a worker process on an equal share of the threads (its result is
     then that of a run on that many threads: results are reproducible for a fixed seed
     and thread count); the other rows run in turn on all the threads.  Measured on a
-    2-core machine: a k-sparse epoch on MNIST takes 1.42 s on two threads and 1.56 s
-    on one (its top-k and sparse backward do not keep two threads busy), and two
-    one-thread trainings side by side 1.96 s each, 1.45x the work per second; a
-    denoising model beside a k-sparse one gains nothing (both GEMM-bound: 1.04x).
+    2-core machine (``benchmarks/bench_threads.py``): the main job's k-sparse model
+    takes 1.54 s per MNIST epoch on two threads, 2.21 s on one, and two one-thread
+    trainings side by side 2.49 s each: 1.24x the epochs per second; a denoising
+    model beside a k-sparse one gains nothing (1.04x).
     In a k sweep the filter figure shows the sweep's own models."""
     X_train, X_test, y_train, y_test = data
     log(f"{args.dataset}: {X_train.shape[0]} training and {X_test.shape[0]} test samples, "
