@@ -159,8 +159,8 @@ def test_classifier_chosen_on_validation_then_refit_to_convergence():
 
 def test_classifier_fits_run_on_single_threaded_blas(monkeypatch):
     """The classifier's L-BFGS fits run with BLAS on one thread (measured here: about
-    1.6x faster than two BLAS threads, whose spinning workers slow the fit); the
-    limit is lifted afterwards."""
+    1.7x faster than on two, benchmarks/bench_threads.py); the limit is lifted
+    afterwards."""
     from threadpoolctl import threadpool_info
 
     seen = []
