@@ -24,8 +24,7 @@ import threading
 import numpy as np
 from llvmlite import binding as llvm_binding
 from numba import get_num_threads, njit, prange, set_num_threads, types  # noqa: F401
-from numba.cpython.unsafe.numbers import trailing_zeros
-from numba.extending import get_cython_function_address
+from numba.extending import get_cython_function_address, overload
 from threadpoolctl import ThreadpoolController
 
 _LOCK = threading.Lock()
@@ -204,54 +203,53 @@ LINEAR, RELU, SIGMOID = 0, 1, 2
 ACTIVATIONS = {"linear": LINEAR, "relu": RELU, "sigmoid": SIGMOID}
 
 
-@njit(cache=True, inline="always")
-def _worse(va, ia, vb, ib):
-    """True when entry (va, ia) ranks below (vb, ib): smaller value, or equal value
-    and larger index (ties are broken in favour of the lower index)."""
-    return va < vb or (va == vb and ia > ib)
+def _fill_keys(cv, c, keys):
+    """``keys[q]`` = an integer that orders like ``cv[q]`` (non-NaN floats; -0 and
+    +0 get the same key), for q < c; returns the smallest and largest key.  Compiled
+    per dtype through :func:`_fill_keys_impl` (the float's bits read as an integer)."""
+    raise NotImplementedError  # only its Numba implementation runs
+
+
+@overload(_fill_keys, jit_options={"cache": True})
+def _fill_keys_impl(cv, c, keys):
+    bits_type, magnitude = ((np.int32, 0x7FFFFFFF) if cv.dtype == types.float32 else
+                            (np.int64, 0x7FFFFFFFFFFFFFFF))
+
+    def impl(cv, c, keys):
+        bits = cv.view(bits_type)
+        lo = np.int64(np.iinfo(np.int64).max)
+        hi = np.int64(np.iinfo(np.int64).min)
+        for q in range(c):
+            b = np.int64(bits[q])
+            # sign and magnitude to two's complement: negative floats count down
+            key = b if b >= 0 else -(b & magnitude)
+            keys[q] = key
+            lo = min(lo, key)
+            hi = max(hi, key)
+        return lo, hi
+
+    return impl
 
 
 @njit(cache=True)
-def _keep_best(bv, bi, n, k):
-    """Reorder ``bv[:n], bi[:n]`` so that the first k entries are the k best
-    (quickselect under the strict order of :func:`_worse`; indices are unique).
-    Returns the worst of those k: the selection threshold (value, index)."""
-    lo = 0
-    hi = n - 1
-    target = k - 1
-    while lo < hi:
-        mid = (lo + hi) // 2
-        pv = bv[mid]
-        pi = bi[mid]
-        i = lo
-        j = hi
-        while i <= j:
-            while _worse(pv, pi, bv[i], bi[i]):
-                i += 1
-            while _worse(bv[j], bi[j], pv, pi):
-                j -= 1
-            if i <= j:
-                tv = bv[i]
-                bv[i] = bv[j]
-                bv[j] = tv
-                ti = bi[i]
-                bi[i] = bi[j]
-                bi[j] = ti
-                i += 1
-                j -= 1
-        if target <= j:
-            hi = j
-        elif target >= i:
-            lo = i
+def _kth_key(cv, c, k, keys):
+    """The key (:func:`_fill_keys`, written to ``keys``) of the k-th largest of
+    ``cv[:c]`` (non-NaN, c >= k): bisection over the integers, each step one
+    branch-free, vectorised count of the keys that reach the midpoint (at most 64
+    steps, a few cycles each for the ~2 k candidates of a row)."""
+    lo, hi = _fill_keys(cv, c, keys)
+    hi += 1  # count(keys >= lo) >= k > count(keys >= hi)
+    while lo + 1 < hi:  # (not hi - lo: it can overflow)
+        # floor((lo + hi) / 2) without overflow (float64 keys span the int64 range)
+        mid = (lo >> 1) + (hi >> 1) + (lo & hi & 1)
+        n = 0
+        for q in range(c):
+            n += keys[q] >= mid
+        if n >= k:
+            lo = mid
         else:
-            break
-    wv = bv[0]
-    wi = bi[0]
-    for p in range(1, k):
-        if _worse(bv[p], bi[p], wv, wi):
-            wv = bv[p]
-            wi = bi[p]
-    return wv, wi
+            hi = mid
+    return lo
 
 
 @njit(cache=True, fastmath={"nnan", "nsz", "reassoc"})
@@ -272,33 +270,18 @@ def _block_max_bound(z, bias, k):
 
 
 @njit(cache=True)
-def _flag_admitted(z, bias, g, flags):
-    """``flags[j] = z[j] + bias[j] >= g``: one vectorised pass (NaN never reaches g)."""
-    for j in range(z.shape[0]):
-        flags[j] = (z[j] + bias[j]) >= g
-
-
-@njit(cache=True)
-def _admit(z, bias, guess, flags, cv, ci):
+def _admit(z, bias, guess, cv, ci):
     """Append, in column order, every entry of ``z + bias`` that reaches ``guess``
     (every non-NaN entry when ``guess`` is -inf) to ``cv, ci``; return the count.
-
-    A vectorised pass flags the entries as bytes (``flags`` is zero past ``len(z)``
-    and a multiple of 8 long); the flags are then read eight at a time, and the
-    set bytes of each word are visited by their trailing-zero counts, so the few
-    admitted entries cost a handful of instructions each and the rest almost none.
-    """
-    _flag_admitted(z, bias, z.dtype.type(guess), flags)
-    words = flags.view(np.uint64)
+    Branch-free: every entry is written at the next free place and the place
+    advances only when the entry got in (``cv, ci`` hold ``len(z)`` entries)."""
+    g = z.dtype.type(guess)
     c = 0
-    for w in range(words.shape[0]):
-        x = words[w]
-        while x != 0:
-            j = w * 8 + (trailing_zeros(x) >> 3)
-            cv[c] = z[j] + bias[j]
-            ci[c] = j
-            c += 1
-            x &= x - np.uint64(1)
+    for j in range(z.shape[0]):
+        v = z[j] + bias[j]
+        cv[c] = v
+        ci[c] = j
+        c += v >= g
     return c
 
 
@@ -381,47 +364,56 @@ def _fill_nan(z, bias, idx_row, val_row, p):
 
 
 @njit(cache=True)
-def _topk_row(z, bias, k, guess, flags, cv, ci, sv, si, out_i, out_v):
+def _topk_row(z, bias, k, guess, keys, cv, ci, out_i, out_v):
     """The k best entries of ``z + bias`` (raw values, ties to the lower column) in
     column order into ``out_i, out_v``.  Returns the threshold value and how many
     candidates ``guess`` let in (0 without a guess), to adapt the next guess.
 
     One branch-free pass admits every entry that reaches a threshold; if at least k
-    got in, they include the k best, a quickselect on a copy finds the k-th and the
-    kept candidates are written out in order.  The threshold is ``guess`` (adapted
-    from the previous rows) when finite; if that admits fewer than k, the smallest of
-    k block maxima (a lower bound on the k-th largest); if NaN defeats that too,
-    every non-NaN entry, and NaN-valued columns fill the rest.  The result never
-    depends on the guess.  ``cv, ci, sv, si`` hold at least ``len(z)`` entries;
-    ``flags`` comes from :func:`_selection_buffers`.
+    got in, they include the k best: a bisection over the candidates' integer keys
+    finds the k-th largest (:func:`_kth_key`), and one more branch-free pass keeps,
+    in order, those above it and the first of those equal to it.  The threshold is
+    ``guess`` (adapted from the previous rows) when finite; if that admits fewer
+    than k, the smallest of k block maxima (a lower bound on the k-th largest); if
+    NaN defeats that too, every non-NaN entry, and NaN-valued columns fill the rest.
+    The result never depends on the guess.  ``keys, cv, ci`` hold at least
+    ``len(z)`` entries (:func:`_selection_buffers`).
     """
     c = 0
     if guess > -np.inf:
-        c = _admit(z, bias, guess, flags, cv, ci)
+        c = _admit(z, bias, guess, cv, ci)
     admitted_by_guess = c
     if c < k:
         bound = _block_max_bound(z, bias, k)
-        c = _admit(z, bias, bound if bound > -np.inf else -np.inf, flags, cv, ci)
+        c = _admit(z, bias, bound if bound > -np.inf else -np.inf, cv, ci)
     if c < k:
-        c = _admit(z, bias, -np.inf, flags, cv, ci)
+        c = _admit(z, bias, -np.inf, cv, ci)
     if c < k:  # fewer than k non-NaN entries
         for q in range(c):
             out_i[q] = ci[q]
             out_v[q] = cv[q]
         _fill_nan(z, bias, out_i, out_v, c)
         return np.nan, admitted_by_guess
+    t = _kth_key(cv, c, k, keys)
+    ties = k  # how many entries equal to the k-th are kept: k minus those above it
     for q in range(c):
-        sv[q] = cv[q]
-        si[q] = ci[q]
-    tv, ti = _keep_best(sv, si, c, k)
+        ties -= keys[q] > t
+    # compact the kept candidates to the front, in place (p <= q)
     p = 0
+    tv = cv[0]
     for q in range(c):
-        v = cv[q]
-        j = ci[q]
-        if v > tv or (v == tv and j <= ti):
-            out_i[p] = j
-            out_v[p] = v
-            p += 1
+        key = keys[q]
+        tie = key == t
+        if tie:
+            tv = cv[q]
+        keep = (key > t) | (tie & (ties > 0))
+        ties -= tie
+        cv[p] = cv[q]
+        ci[p] = ci[q]
+        p += keep
+    for q in range(k):
+        out_i[q] = ci[q]
+        out_v[q] = cv[q]
     return tv, admitted_by_guess
 
 
@@ -445,12 +437,10 @@ def _next_guess(tv, n_candidates, k, slack):
 @njit(cache=True)
 def _selection_buffers(m, k, like):
     """Scratch space for :func:`_topk_row` on rows of length m (dtype of ``like``):
-    admission flags (zeroed, padded to whole 8-byte words), candidate values and
-    columns, their quickselect copies, and a (k,) output."""
-    flags = np.zeros(8 * ((m + 7) // 8), dtype=np.uint8)
-    return (flags, np.empty(m, dtype=like.dtype), np.empty(m, dtype=np.int64),
-            np.empty(m, dtype=like.dtype), np.empty(m, dtype=np.int64),
-            np.empty(k, dtype=np.int64), np.empty(k, dtype=like.dtype))
+    the candidates' keys, values and columns, and a (k,) output."""
+    return (np.empty(m, dtype=np.int64), np.empty(m, dtype=like.dtype),
+            np.empty(m, dtype=np.int64), np.empty(k, dtype=np.int64),
+            np.empty(k, dtype=like.dtype))
 
 
 @njit(cache=True, inline="always")
@@ -464,11 +454,11 @@ def _row_blocks(n):
 @njit(cache=True)
 def _topk_block(Z, bias, k, activation, lo, hi, idx, vals):
     """:func:`_topk_row` for rows lo:hi, the guess carried from row to row."""
-    flags, cv, ci, sv, si, _, _ = _selection_buffers(Z.shape[1], k, Z)
+    keys, cv, ci, _, _ = _selection_buffers(Z.shape[1], k, Z)
     one = vals.dtype.type(1)
     guess, slack = -np.inf, 0.0
     for i in range(lo, hi):
-        tv, n_cand = _topk_row(Z[i], bias, k, guess, flags, cv, ci, sv, si, idx[i], vals[i])
+        tv, n_cand = _topk_row(Z[i], bias, k, guess, keys, cv, ci, idx[i], vals[i])
         guess, slack = _next_guess(tv, n_cand, k, slack)
         if activation != LINEAR:
             for p in range(k):
@@ -491,12 +481,12 @@ def topk_rows(Z, bias, k, activation, idx, vals):
 
 
 @njit(cache=True)
-def _topk_dense_rows(Z, bias, k, activation, lo, hi, flags, cv, ci, sv, si, out_i, out_v):
+def _topk_dense_rows(Z, bias, k, activation, lo, hi, keys, cv, ci, out_i, out_v):
     """Rows lo:hi of Z become their activated top-k of ``Z + bias``, zeros elsewhere."""
     guess, slack = -np.inf, 0.0
     for i in range(lo, hi):
         z = Z[i]
-        tv, n_cand = _topk_row(z, bias, k, guess, flags, cv, ci, sv, si, out_i, out_v)
+        tv, n_cand = _topk_row(z, bias, k, guess, keys, cv, ci, out_i, out_v)
         guess, slack = _next_guess(tv, n_cand, k, slack)
         z[:] = 0
         for p in range(k):
@@ -720,6 +710,46 @@ def optimizer_update(solver, w, s1, s2, g, rate, beta1, beta2, epsilon, l2):
     return total
 
 
+@njit(cache=True, inline="always")
+def _add4(o, a0, r0, a1, r1, a2, r2, a3, r3):
+    """``o += a0 r0``, then ``+= a1 r1``, ``+= a2 r2``, ``+= a3 r3``: four scaled rows
+    added in one pass over ``o`` (one load and store of ``o`` per four products
+    instead of per product), in the same order as four passes, so the same bits."""
+    for f in range(o.shape[0]):
+        o[f] = (((o[f] + a0 * r0[f]) + a1 * r1[f]) + a2 * r2[f]) + a3 * r3[f]
+
+
+@njit(cache=True, inline="always")
+def _next_nonzero(v, j):
+    """The first position at or after j where ``v`` is nonzero (``len(v)`` if none)."""
+    while j < v.shape[0] and v[j] == 0:
+        j += 1
+    return j
+
+
+@njit(cache=True, inline="always")
+def _add_rows(o, idx_row, vals_row, B):
+    """``o += sum_j vals_row[j] B[idx_row[j]]`` over the nonzero entries, in order,
+    four rows per pass over ``o`` (:func:`_add4`)."""
+    k = idx_row.shape[0]
+    j0 = _next_nonzero(vals_row, 0)
+    while j0 < k:
+        j1 = _next_nonzero(vals_row, j0 + 1)
+        j2 = _next_nonzero(vals_row, j1 + 1) if j1 < k else k
+        j3 = _next_nonzero(vals_row, j2 + 1) if j2 < k else k
+        if j3 == k:  # fewer than four left: one pass each
+            for j in (j0, j1, j2):
+                if j < k:
+                    a = vals_row[j]
+                    r = B[idx_row[j]]
+                    for f in range(o.shape[0]):
+                        o[f] += a * r[f]
+            return
+        _add4(o, vals_row[j0], B[idx_row[j0]], vals_row[j1], B[idx_row[j1]],
+              vals_row[j2], B[idx_row[j2]], vals_row[j3], B[idx_row[j3]])
+        j0 = _next_nonzero(vals_row, j3 + 1)
+
+
 @njit(parallel=True, cache=True, fastmath={"reassoc", "contract"})
 def unit_backward(indptr, pos, k, vals, G, X, D, activation, tied, gW, gD, gb, counts,
                   solver, W, sW1, sW2, sD1, sD2, rate, beta1, beta2, epsilon):
@@ -864,12 +894,7 @@ def _decode_residual_row(idx_row, vals_row, D, c, x, out_activation, cross_entro
     d = D.shape[1]
     for f in range(d):
         o[f] = c[f]
-    for j in range(idx_row.shape[0]):
-        a = vals_row[j]
-        if a != 0:
-            r = D[idx_row[j]]
-            for f in range(d):
-                o[f] += a * r[f]
+    _add_rows(o, idx_row, vals_row, D)
     return _residual_row(o, x, out_activation, cross_entropy, scale)
 
 
@@ -1020,9 +1045,28 @@ def softmax_residual(out, Y, scale):
     return total.sum()
 
 
+@njit(cache=True, inline="always")
+def _grad_entry(pos, e, k, vals, dH, u, activation, dz, zero, one):
+    """Entry e of unit u's list (:func:`topk_unit_grads`): writes its pre-activation
+    gradient to ``dz`` and returns it with the entry's row."""
+    p = pos[e]
+    i = p // k
+    j = p - i * k
+    a = vals[i, j]
+    g = dH[i, u]
+    if activation == RELU:
+        if a <= zero:
+            g = zero
+    elif activation == SIGMOID:
+        g *= a * (one - a)
+    dz[i, j] = g
+    return g, i
+
+
 @njit(cache=True, fastmath={"reassoc", "contract"})
 def _topk_unit_grads_rows(indptr, pos, k, vals, dH, X, activation, gW, gb, dz, lo, hi):
-    """:func:`topk_unit_grads` for units lo:hi."""
+    """:func:`topk_unit_grads` for units lo:hi: four entries per pass over the
+    gradient row (:func:`_add4`), then the rest one by one."""
     d = gW.shape[1]
     zero = gW.dtype.type(0)
     one = gW.dtype.type(1)
@@ -1031,22 +1075,26 @@ def _topk_unit_grads_rows(indptr, pos, k, vals, dH, X, activation, gW, gb, dz, l
         for f in range(d):
             w[f] = 0
         s = zero
-        for e in range(indptr[u], indptr[u + 1]):
-            p = pos[e]
-            i = p // k
-            j = p - i * k
-            a = vals[i, j]
-            g = dH[i, u]
-            if activation == RELU:
-                if a <= zero:
-                    g = zero
-            elif activation == SIGMOID:
-                g *= a * (one - a)
-            dz[i, j] = g
+        e = indptr[u]
+        end = indptr[u + 1]
+        while e + 4 <= end:
+            g0, i0 = _grad_entry(pos, e, k, vals, dH, u, activation, dz, zero, one)
+            g1, i1 = _grad_entry(pos, e + 1, k, vals, dH, u, activation, dz, zero, one)
+            g2, i2 = _grad_entry(pos, e + 2, k, vals, dH, u, activation, dz, zero, one)
+            g3, i3 = _grad_entry(pos, e + 3, k, vals, dH, u, activation, dz, zero, one)
+            s += g0
+            s += g1
+            s += g2
+            s += g3
+            _add4(w, g0, X[i0], g1, X[i1], g2, X[i2], g3, X[i3])
+            e += 4
+        while e < end:
+            g, i = _grad_entry(pos, e, k, vals, dH, u, activation, dz, zero, one)
             s += g
             x = X[i]
             for f in range(d):
                 w[f] += g * x[f]
+            e += 1
         gb[u] = s
 
 
@@ -1083,9 +1131,4 @@ def compact_matmul(idx, vals, B, out):
         o = out[i]
         for f in range(d):
             o[f] = 0
-        for j in range(k):
-            a = vals[i, j]
-            if a != 0:
-                r = B[idx[i, j]]
-                for f in range(d):
-                    o[f] += a * r[f]
+        _add_rows(o, idx[i], vals[i], B)

@@ -56,6 +56,24 @@ def test_topk_relu_and_sigmoid_apply_after_selection():
     np.testing.assert_allclose(vals, 1 / (1 + np.exp(-raw)))
 
 
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_topk_orders_the_whole_float_range(dtype):
+    # the selection ranks floats through integer keys: signed zeros must tie, and
+    # infinities, subnormals and values of both signs far apart must keep their order
+    info = np.finfo(dtype)
+    pool = np.array([-np.inf, -info.max, -1e3, -1.0, -info.tiny, -info.tiny / 4, -0.0, 0.0,
+                     info.tiny / 4, info.tiny, 1.0, 1e3, info.max, np.inf], dtype=dtype)
+    rng = np.random.RandomState(0)
+    Z = rng.choice(pool, size=(60, 40))
+    bias = np.zeros(40, dtype=dtype)
+    for k in (1, 5, 20, 39):
+        idx = np.empty((60, k), dtype=np.int64)
+        vals = np.empty((60, k), dtype=dtype)
+        _kernels.topk_rows(Z, bias, k, _kernels.LINEAR, idx, vals)
+        np.testing.assert_array_equal(idx, _reference_topk(Z, k))
+        np.testing.assert_array_equal(vals, np.take_along_axis(Z, idx, axis=1))
+
+
 def test_topk_rows_with_nan_still_return_k_valid_columns():
     Z = np.random.RandomState(0).randn(3, 200)
     Z[0] = np.nan
