@@ -727,7 +727,7 @@ def _next_nonzero(v, j):
     return j
 
 
-@njit(cache=True, inline="always")
+@njit(cache=True, fastmath={"reassoc", "contract"})
 def _add_rows(o, idx_row, vals_row, B):
     """``o += sum_j vals_row[j] B[idx_row[j]]`` over the nonzero entries, in order,
     four rows per pass over ``o`` (:func:`_add4`)."""
