@@ -234,11 +234,12 @@ def _fill_keys_impl(cv, c, keys):
 @njit(cache=True)
 def _kth_key(cv, c, k, keys):
     """The key (:func:`_fill_keys`, written to ``keys``) of the k-th largest of
-    ``cv[:c]`` (non-NaN, c >= k): bisection over the integers, each step one
-    branch-free, vectorised count of the keys that reach the midpoint (at most 64
-    steps, a few cycles each for the ~2 k candidates of a row)."""
+    ``cv[:c]`` (non-NaN, c >= k), and how many keys exceed it: bisection over the
+    integers, each step one branch-free, vectorised count of the keys that reach the
+    midpoint (at most 64 steps, a few cycles each for the ~2 k candidates of a row)."""
     lo, hi = _fill_keys(cv, c, keys)
-    hi += 1  # count(keys >= lo) >= k > count(keys >= hi)
+    hi += 1
+    above = 0  # count(keys >= lo) >= k > count(keys >= hi) = above
     while lo + 1 < hi:  # (not hi - lo: it can overflow)
         # floor((lo + hi) / 2) without overflow (float64 keys span the int64 range)
         mid = (lo >> 1) + (hi >> 1) + (lo & hi & 1)
@@ -249,7 +250,8 @@ def _kth_key(cv, c, k, keys):
             lo = mid
         else:
             hi = mid
-    return lo
+            above = n
+    return lo, above  # hi = lo + 1: the keys >= hi are those above lo
 
 
 @njit(cache=True, fastmath={"nnan", "nsz", "reassoc"})
@@ -394,10 +396,8 @@ def _topk_row(z, bias, k, guess, keys, cv, ci, out_i, out_v):
             out_v[q] = cv[q]
         _fill_nan(z, bias, out_i, out_v, c)
         return np.nan, admitted_by_guess
-    t = _kth_key(cv, c, k, keys)
-    ties = k  # how many entries equal to the k-th are kept: k minus those above it
-    for q in range(c):
-        ties -= keys[q] > t
+    t, above = _kth_key(cv, c, k, keys)
+    ties = k - above  # how many entries equal to the k-th are kept
     # compact the kept candidates to the front, in place (p <= q)
     p = 0
     tv = cv[0]
