@@ -2,8 +2,9 @@
 
 1. ``classifier``: ``LogisticRegression`` (lbfgs, 60 iterations, no early stop) on
    54,000 x 1000 float32 centred codes (random here: the time depends on the shape),
-   with every BLAS library on one thread and on two.  The main job fits its
-   classifiers on one BLAS thread (``skksae._cli.fit_classifier``).
+   with every BLAS library on one thread, every one on two, and NumPy's on two with
+   SciPy's on one (``skksae._cli.classifier_blas``, what the main job's classifier
+   fits use).
 2. ``ksparse``: the main job's k-sparse model (1000 units, k falling from 100 to 25
    over the first half of the epochs, batch 128, SGD with momentum, centred input)
    trained for ``--epochs`` epochs on MNIST's training set (or random sparse images of
@@ -26,7 +27,8 @@ from pathlib import Path
 import numpy as np
 
 
-def classifier(threads):
+def classifier(blas):
+    import contextlib
     import time
     import warnings
 
@@ -34,12 +36,17 @@ def classifier(threads):
     from sklearn.linear_model import LogisticRegression
     from threadpoolctl import threadpool_limits
 
+    from skksae._cli import classifier_blas
+
     rng = np.random.default_rng(0)
     X = rng.random((54000, 1000), dtype=np.float32)
     X -= X.mean(axis=0)
     y = (X[:, :10].argmax(axis=1) + (rng.random(54000) < 0.3) * 3) % 10
     warnings.simplefilter("ignore", ConvergenceWarning)
-    with threadpool_limits(threads, user_api="blas"):
+    limits = {"one": lambda: threadpool_limits(1, user_api="blas"),
+              "two": lambda: threadpool_limits(2, user_api="blas"),
+              "numpy": classifier_blas}.get(blas, contextlib.nullcontext)
+    with limits():
         t0 = time.perf_counter()
         LogisticRegression(max_iter=60, tol=1e-12).fit(X, y)
         return time.perf_counter() - t0
@@ -72,6 +79,10 @@ def ksparse(threads, epochs, data_home):
         return (time.perf_counter() - t0) / epochs
 
 
+CLASSIFIER_BLAS = {"two": "every BLAS on two threads", "one": "every BLAS on one thread",
+                   "numpy": "NumPy's BLAS on two threads, SciPy's on one"}
+
+
 def spawn(args):
     """Start this script on one measurement; returns the process."""
     return subprocess.Popen([sys.executable, __file__, "--child", json.dumps(args)],
@@ -96,15 +107,15 @@ def main():
     if args.child:
         spec = json.loads(args.child)
         if spec["what"] == "classifier":
-            print(classifier(spec["threads"]))
+            print(classifier(spec["blas"]))
         else:
             print(ksparse(spec["threads"], spec["epochs"], spec["data_home"]))
         return
     seen = {}
     for r in range(args.rounds):
-        for threads in (2, 1):
-            t = result(spawn({"what": "classifier", "threads": threads}))
-            seen.setdefault(f"classifier, BLAS on {threads} thread(s) (s per fit)", []).append(t)
+        for blas, name in CLASSIFIER_BLAS.items():
+            t = result(spawn({"what": "classifier", "blas": blas}))
+            seen.setdefault(f"classifier, {name} (s per fit)", []).append(t)
         ks = {"what": "ksparse", "epochs": args.epochs, "data_home": args.data_home}
         for threads in (2, 1):
             t = result(spawn(dict(ks, threads=threads)))
@@ -117,9 +128,11 @@ def main():
     for name, times in seen.items():
         medians[name] = float(np.median(times))
         print(f"{name}: {', '.join(f'{t:.2f}' for t in times)}; median {medians[name]:.2f}")
-    fit = [v for k, v in medians.items() if k.startswith("classifier")]
+    two, one, numpy_two = [v for k, v in medians.items() if k.startswith("classifier")]
     ks2, ks1, pair = [v for k, v in medians.items() if k.startswith("k-sparse")]
-    print(f"classifier: one BLAS thread {fit[0] / fit[1]:.2f}x faster than two")
+    print(f"classifier: every BLAS on one thread {two / one:.2f}x faster than on two; "
+          f"NumPy's on two, SciPy's on one {one / numpy_two:.2f}x faster than every BLAS "
+          "on one")
     print(f"k-sparse: two threads {ks1 / ks2:.2f}x faster than one; two one-thread "
           f"trainings side by side do {2 * ks2 / pair:.2f}x the epochs per second of one "
           "two-thread training")

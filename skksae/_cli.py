@@ -13,10 +13,8 @@ import argparse
 import contextlib
 import copy
 import csv
-import io
 import itertools
 import os
-import re
 import sys
 import time
 import warnings
@@ -34,7 +32,6 @@ from sklearn.preprocessing import MaxAbsScaler, StandardScaler
 
 from . import _finetune, _progress
 from ._denoising import DenoisingAutoencoder
-from ._kernels import single_threaded_blas
 from ._ksparse import KSparseAutoencoder
 
 # every method --methods accepts, and the ones the command runs by default
@@ -112,7 +109,7 @@ def make_extractor(method, args, k=None):
         return BernoulliRBM(
             n_components=args.n_components, learning_rate=args.rbm_learning_rate[0],
             batch_size=args.rbm_batch_size[0], n_iter=args.rbm_epochs, random_state=args.seed,
-            verbose=1,  # its per-iteration lines feed the progress display (_RBMLines)
+            verbose=args.verbose,  # its lines cost a pass over X per epoch (_rbm_epochs)
         )
     if method == "dropout":
         # the k-sparse paper's dropout autoencoder: half the hidden units dropped in
@@ -150,6 +147,37 @@ def make_extractor(method, args, k=None):
     )
 
 
+@contextlib.contextmanager
+def classifier_blas():
+    """Within the block, every BLAS library but NumPy's runs on one thread; NumPy's
+    keeps its threads.
+
+    scikit-learn's L-BFGS fits spend their time in two NumPy products per iteration,
+    codes times weights and its transpose (tall and skinny: 54,000 x 1000 by 10 on
+    MNIST), which run faster on both cores; SciPy's L-BFGS-B calls SciPy's own BLAS
+    on vectors of a few thousand, where threads only add synchronisation (with both
+    libraries on two threads the fits were about 1.6x slower than on one; with
+    NumPy's alone on two, 1.3-1.45x faster: ``benchmarks/bench_threads.py``).
+    Where NumPy's BLAS cannot be told apart (not a library of NumPy's own
+    package), every BLAS library runs on one thread."""
+    from threadpoolctl import ThreadpoolController
+
+    controller = ThreadpoolController().select(user_api="blas")
+    numpy_dir = str(Path(np.__file__).resolve().parent)  # also matches numpy.libs
+    paths = [lib.filepath for lib in controller.lib_controllers]
+    others = [path for path in paths if not str(Path(path).resolve()).startswith(numpy_dir)]
+    if len(others) == len(paths):
+        others = paths
+    if not others:
+        yield
+        return
+    limiter = controller.select(filepath=others).limit(limits=1)
+    try:
+        yield
+    finally:
+        limiter.restore_original_limits()
+
+
 def fit_classifier(F_train, y_train, grid, seed, log, refit=True,
                    max_iter=CLASSIFIER["max_iter"]):
     """Choose C on a validation split (10%) of the training codes, then refit the
@@ -164,11 +192,7 @@ def fit_classifier(F_train, y_train, grid, seed, log, refit=True,
     The grid runs from the smallest C up, each fit starting from the previous
     solution (``warm_start``), and the refit starts from the chosen one: where the
     fits converge, the same optima as cold starts, in fewer iterations.  The fits run
-    with BLAS on one thread: on this project's 2-core machine two BLAS threads made
-    them about 1.6x slower (the raw-pixel row on MNIST: 166 s against 103 s; 60
-    iterations on 54,000 x 1000 float32: 6.2-7.6 s against 3.6-4.4 s), although each
-    of their products alone is faster on two threads; only limiting both OpenBLAS
-    libraries loaded (NumPy's and SciPy's) helped.
+    with NumPy's BLAS on its threads and SciPy's on one (:func:`classifier_blas`).
     Returns the fitted pipeline (centring, classifier), the chosen C and its
     validation accuracy (``max_iter``: L-BFGS's cap on iterations, for every fit);
     with ``refit=False`` the pipeline is the one fitted on the
@@ -183,7 +207,7 @@ def fit_classifier(F_train, y_train, grid, seed, log, refit=True,
                                            **dict(CLASSIFIER, max_iter=max_iter)))
     best = None
     for C in sorted(grid):
-        with single_threaded_blas:
+        with classifier_blas():
             clf.set_params(logisticregression__C=C).fit(F_fit, y_fit)
             acc = clf.score(F_val, y_val)
         n_iter = clf[-1].n_iter_[0]
@@ -193,7 +217,7 @@ def fit_classifier(F_train, y_train, grid, seed, log, refit=True,
             best = (C, acc, copy.deepcopy(clf))
     if not refit:
         return best[2], best[0], best[1]
-    with single_threaded_blas:
+    with classifier_blas():
         best[2].fit(F_train, y_train)
     return best[2], best[0], best[1]
 
@@ -249,13 +273,13 @@ def choose_on_validation(options, encode, y_train, grid, seed, log,
             best = (option, fitted, clf, C, acc, F)
         del F
     option, fitted, clf, C, acc, F = best
-    with single_threaded_blas:
+    with classifier_blas():
         clf.fit(F, y_train)
     return option, fitted, clf, C, acc
 
 
 def fit_candidates(extractor, settings, X_train, y_train, grid, seed, log, progress=None,
-                   verbose=0, max_iter=CLASSIFIER["max_iter"]):
+                   max_iter=CLASSIFIER["max_iter"]):
     """Train one copy of ``extractor`` per parameter setting of ``settings`` on all the
     training data and keep the one validation prefers (:func:`choose_on_validation`).
     Returns the fitted extractor, the classifier, C, the validation accuracy and the
@@ -266,7 +290,7 @@ def fit_candidates(extractor, settings, X_train, y_train, grid, seed, log, progr
         est = clone(extractor).set_params(**params)
         if progress is not None:
             progress.model(progress.label.split(",")[0] + f", setting {j}/{len(settings)}")
-        return _fit_transform(est, X_train, progress, verbose), est
+        return _fit_transform(est, X_train, progress), est
 
     (_, params), est, clf, C, acc = choose_on_validation(
         list(enumerate(settings, 1)), encode, y_train, grid, seed, log, max_iter)
@@ -500,31 +524,41 @@ class Progress:
         self.stream.flush()
 
 
-class _RBMLines(io.TextIOBase):
-    """Stands in for stdout while scikit-learn's BernoulliRBM fits: each of its
-    "[BernoulliRBM] Iteration i, ..." lines becomes a progress report, and is printed
-    only with ``--verbose``."""
+@contextlib.contextmanager
+def _rbm_epochs(rbm, X, progress):
+    """Within the block, ``progress`` hears of each epoch of ``rbm.fit(X)``: scikit-learn's
+    BernoulliRBM reports nothing per epoch without ``verbose``, and with it computes the
+    pseudo-likelihood of the whole training set after each epoch (on MNIST, 9.7 s per
+    epoch against 5.7 s without), so the epochs are counted from its mini-batches
+    instead: its ``fit`` calls ``_fit`` once per batch, ``ceil(n_samples / batch_size)``
+    times an epoch.  The counting wrapper is an attribute of this instance only, removed
+    when the block ends; the fitted model is the same as without it."""
+    fit_batch = getattr(rbm, "_fit", None)
+    if progress is None or fit_batch is None:
+        yield
+        return
+    n_batches = max(1, -(-X.shape[0] // rbm.batch_size))
+    count = 0
 
-    def __init__(self, rbm, progress, echo):
-        self.rbm, self.progress, self.pending = rbm, progress, ""
-        self.echo = sys.stdout if echo else None  # the stream the lines would have gone to
+    def counting(*args, **kwargs):
+        nonlocal count
+        result = fit_batch(*args, **kwargs)
+        count += 1
+        if count % n_batches == 0:
+            progress(rbm, count // n_batches, rbm.n_iter)
+        return result
 
-    def write(self, text):
-        self.pending += text
-        *lines, self.pending = self.pending.split("\n")
-        for line in lines:
-            match = re.search(r"Iteration (\d+),", line)
-            if match and self.progress is not None:
-                self.progress(self.rbm, int(match.group(1)), self.rbm.n_iter)
-            if self.echo is not None:
-                print(line, file=self.echo)
-        return len(text)
+    rbm._fit = counting
+    try:
+        yield
+    finally:
+        del rbm._fit
 
 
-def _fit_transform(extractor, X, progress, verbose):
+def _fit_transform(extractor, X, progress):
     """``extractor.fit(X).transform(X)`` with its epochs reported to ``progress``."""
     if isinstance(extractor, BernoulliRBM):
-        with contextlib.redirect_stdout(_RBMLines(extractor, progress, verbose)):
+        with _rbm_epochs(extractor, X, progress):
             extractor.fit(X)
     else:
         with _progress.reporting(progress):
@@ -546,12 +580,12 @@ def fit_row(method, label, extractor, data, args, grid, log=print, progress=None
     if len(settings_tried) > 1:
         extractor, clf, C, val_acc, chosen = fit_candidates(
             extractor, settings_tried, X_train, y_train, grid, args.seed, log, progress,
-            args.verbose, max_iter=args.classifier_max_iter)
+            max_iter=args.classifier_max_iter)
     else:
         if extractor is None:
             F_train = X_train
         else:
-            F_train = _fit_transform(extractor, X_train, progress, args.verbose)
+            F_train = _fit_transform(extractor, X_train, progress)
         fitted_in = f"features fitted in {time.perf_counter() - t0:.1f} s, "
         if method == "ksparse" and len(args.alphas) > 1:
             del F_train  # encoded again for every alpha

@@ -3,12 +3,14 @@
 import csv
 import io
 import re
+from pathlib import Path
 
 import numpy as np
 import pytest
 import scipy.sparse as sp
 from sklearn.datasets import load_digits
 from sklearn.linear_model import LogisticRegression
+from sklearn.neural_network import BernoulliRBM
 
 from skksae import KSparseAutoencoder, _cli
 from skksae._cli import CLASSIFIER, fit_classifier, main, make_extractor, parse_args
@@ -157,25 +159,38 @@ def test_classifier_chosen_on_validation_then_refit_to_convergence():
     np.testing.assert_array_equal(clf.predict(X), cold.predict(X))
 
 
-def test_classifier_fits_run_on_single_threaded_blas(monkeypatch):
-    """The classifier's L-BFGS fits run with BLAS on one thread (measured here: about
-    1.7x faster than on two, benchmarks/bench_threads.py); the limit is lifted
-    afterwards."""
-    from threadpoolctl import threadpool_info
+def test_classifier_fits_run_with_scipys_blas_on_one_thread(monkeypatch):
+    """The classifier's L-BFGS fits run with every BLAS library but NumPy's on one
+    thread, NumPy's on the threads it had (benchmarks/bench_threads.py measures the
+    choice); the limits are lifted afterwards."""
+    from threadpoolctl import threadpool_info, threadpool_limits
+
+    numpy_dir = str(Path(np.__file__).resolve().parent)
+
+    def blas_threads():
+        return {(str(Path(p["filepath"]).resolve()).startswith(numpy_dir), p["num_threads"])
+                for p in threadpool_info() if p["user_api"] == "blas"}
 
     seen = []
     fit = LogisticRegression.fit
 
     def recording_fit(self, *args, **kwargs):
-        seen.append({p["num_threads"] for p in threadpool_info() if p["user_api"] == "blas"})
+        seen.append(blas_threads())
         return fit(self, *args, **kwargs)
 
-    before = {p["filepath"]: p["num_threads"] for p in threadpool_info()}
     monkeypatch.setattr(LogisticRegression, "fit", recording_fit)
     X, y = load_digits(return_X_y=True)
-    fit_classifier(X / 16.0, y, [0.1, 1.0], 0, lambda line: None)
-    assert len(seen) == 3 and all(threads == {1} for threads in seen)  # 2 C + refit
-    assert {p["filepath"]: p["num_threads"] for p in threadpool_info()} == before
+    with threadpool_limits(2, user_api="blas"):
+        before = {(p["filepath"], p["num_threads"]) for p in threadpool_info()}
+        fit_classifier(X / 16.0, y, [0.1, 1.0], 0, lambda line: None)
+        assert {(p["filepath"], p["num_threads"]) for p in threadpool_info()} == before
+    assert len(seen) == 3  # 2 C + refit
+    if {numpy for numpy, _ in seen[0]} == {True, False}:  # NumPy's and another one
+        assert all(threads == {(True, 2), (False, 1)} for threads in seen)
+    elif {numpy for numpy, _ in seen[0]} == {True}:  # NumPy's alone: nothing limited
+        assert all(threads == {(True, 2)} for threads in seen)
+    else:  # NumPy's not told apart: every BLAS on one thread
+        assert all({n for _, n in threads} == {1} for threads in seen)
 
 
 def test_k_sweep_in_parallel_processes_matches_rows_run_one_at_a_time(tmp_path, capsys):
@@ -456,6 +471,26 @@ def test_progress_says_which_model_and_epoch(capsys):
     assert "[model 3/3] BernoulliRBM epoch 4/4" in err
     assert "s left" in err and "\r" not in err
     assert "[BernoulliRBM]" not in printed.out  # its own lines only with --verbose
+
+
+def test_rbm_epochs_are_counted_from_its_batches_and_the_model_is_unchanged():
+    X = np.random.RandomState(0).rand(50, 8)  # 4 batches of 16 per epoch, the last short
+    seen = []
+    rbm = BernoulliRBM(n_components=4, batch_size=16, n_iter=3, random_state=0)
+    codes = _cli._fit_transform(rbm, X, lambda est, epoch, n: seen.append((est, epoch, n)))
+    assert seen == [(rbm, 1, 3), (rbm, 2, 3), (rbm, 3, 3)]
+    assert "_fit" not in vars(rbm)  # the counting wrapper is gone
+    plain = BernoulliRBM(n_components=4, batch_size=16, n_iter=3, random_state=0).fit(X)
+    np.testing.assert_array_equal(rbm.components_, plain.components_)
+    np.testing.assert_array_equal(codes, plain.transform(X))
+
+
+def test_verbose_shows_the_rbm_lines(capsys):
+    assert main(["--methods", "rbm", "--epochs", "2", "--n-components", "16", "--C", "1",
+                 "--verbose", "1"]) == 0
+    printed = capsys.readouterr()
+    assert "[BernoulliRBM] Iteration 2, pseudo-likelihood" in printed.out
+    assert "[model 1/1] BernoulliRBM epoch 2/2" in printed.err
 
 
 def test_progress_updates_one_line_on_a_terminal():
