@@ -42,6 +42,29 @@ def test_topk_matches_reference(dtype, n, m, k, ties):
     np.testing.assert_array_equal(dense, want)
 
 
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_topk_where_exactly_k_entries_reach_a_value(dtype):
+    """Rows whose k best entries are set apart from the rest, with the k-th tied
+    several times inside the k (the bisection stops once exactly k keys reach its
+    midpoint), or tied beyond them (it cannot), in shuffled columns."""
+    rng = np.random.RandomState(3)
+    k, m = 7, 60
+    rows = []
+    for n_tied_in, n_tied_out in [(1, 0), (5, 0), (7, 0), (3, 4), (1, 9), (7, 2)]:
+        above = k - n_tied_in
+        row = np.concatenate([np.linspace(9, 5, above), np.full(n_tied_in + n_tied_out, 2.0),
+                              rng.uniform(-3, 1.5, m - above - n_tied_in - n_tied_out)])
+        rows.append(row[rng.permutation(m)])
+    Z = np.array(rows, dtype=dtype)
+    zero = np.zeros(m, dtype)
+    idx = np.empty((len(rows), k), np.int64)
+    vals = np.empty((len(rows), k), dtype)
+    _kernels.topk_rows(Z, zero, k, _kernels.LINEAR, idx, vals)
+    expected = _reference_topk(Z, k)
+    np.testing.assert_array_equal(idx, expected)
+    np.testing.assert_array_equal(vals, np.take_along_axis(Z, expected, axis=1))
+
+
 def test_topk_relu_and_sigmoid_apply_after_selection():
     rng = np.random.RandomState(0)
     Z = rng.randn(20, 50)
