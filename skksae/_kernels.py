@@ -588,16 +588,16 @@ def mul_activation_grad(G, H, activation):
                 g[f] *= one if h[f] > zero else zero
 
 
-@njit(parallel=True, cache=True)
+@njit(cache=True)
 def column_sums(A, out, nonzero=False):
     """``out[f] = sum_i A[i, f]`` (with ``nonzero``: the number of nonzero entries of
-    column f): each of a fixed number of row blocks sums its rows on a thread, then
-    the blocks' sums are added in order, so the result does not depend on the number
-    of threads."""
+    column f): each of a fixed number of row blocks sums its rows, then the blocks'
+    sums are added in order.  Serial: on a mini-batch (one block per 128 rows, so
+    one block at the usual batch sizes) threads gain nothing measurable."""
     n, d = A.shape
     n_blocks = max(1, min(8, n // 128))
     partial = np.zeros((n_blocks, d), dtype=out.dtype)
-    for blk in prange(n_blocks):
+    for blk in range(n_blocks):
         acc = partial[blk]
         for i in range(blk * n // n_blocks, (blk + 1) * n // n_blocks):
             row = A[i]
@@ -607,9 +607,13 @@ def column_sums(A, out, nonzero=False):
             else:
                 for f in range(d):
                     acc[f] += row[f]
-    out[:] = partial[0]
+    # explicit loops: an array expression here compiles NumPy's broadcasting and its
+    # error messages (string formatting, about 2 s of a fresh install's first run)
+    for f in range(d):
+        out[f] = partial[0, f]
     for blk in range(1, n_blocks):
-        out += partial[blk]
+        for f in range(d):
+            out[f] += partial[blk, f]
 
 
 @njit(cache=True)
