@@ -68,6 +68,10 @@ def dense_numpy_epoch(X, W, b, c, k, batch_size, lr, momentum, rng):
             p += v
 
 
+# the epoch's targets against the floor, by batch size (doc/benchmarks.rst)
+EPOCH_TARGETS = {128: "<= 2.0x", 256: "<= 1.6x"}
+
+
 def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--threads", type=int, default=2)
@@ -104,12 +108,13 @@ def main():
         ae.partial_fit(X[:2048])  # compile and warm up
         epoch = best_of(lambda: ae.partial_fit(X), args.repeat)
         print(f"(b) training epoch (skksae, SGD+momentum): {epoch:.3f} s"
-              f"   ratio to GEMM floor: {epoch / gemm:.2f}x  (target <= 2.5x)")
+              f"   ratio to GEMM floor: {epoch / gemm:.2f}x  ({EPOCH_TARGETS.get(batch, 'no')}"
+              " target at this batch size)")
 
         ae.transform(X[:100])
         tr = best_of(lambda: ae.transform(X), args.repeat)
         print(f"(c) transform all rows (dense output): {tr:.3f} s"
-              f"   ratio to GEMM floor: {tr / gemm:.2f}x  (target <= 1.3x);"
+              f"   ratio to GEMM floor: {tr / gemm:.2f}x  (target <= 1.15x);"
               f" to the allocating X @ W.T: {tr / gemm_alloc:.2f}x")
 
         W, b, c = W0.copy(), np.zeros(m, np.float32), np.zeros(d, np.float32)
