@@ -88,14 +88,18 @@ def main():
         print(measure(**json.loads(args.child)))
         return
 
+    import warnings
+
     import numba
+    from sklearn.exceptions import ConvergenceWarning
     from threadpoolctl import threadpool_limits
 
     from skksae import KSparseAutoencoder
 
     numba.set_num_threads(args.threads)
     X, what = load_data(args.data, args.data_home, np.random.RandomState(0))
-    with threadpool_limits(args.threads, user_api="blas"):
+    with threadpool_limits(args.threads, user_api="blas"), warnings.catch_warnings():
+        warnings.simplefilter("ignore", ConvergenceWarning)  # one epoch, on purpose
         model = KSparseAutoencoder(n_components=1000, k=25, k_start=None, batch_size=256,
                                    solver="sgd", learning_rate=0.01, max_iter=1,
                                    random_state=0).fit(X)
