@@ -1,17 +1,27 @@
-"""First-call compile time: a first process with an empty Numba cache, then a second
-process that loads the cached kernels.  Each process fits and transforms a tiny
-float32 and float64 problem, which compiles every kernel the estimators use.
+"""Cold start: what Numba's compilation costs a fresh install.
 
-    python benchmarks/bench_compile.py
+Two measurements, each a first process with an empty Numba cache, then a second
+process that loads the cached kernels:
+
+* a tiny float32 and float64 fit and transform of both estimators, which compiles
+  every kernel the estimators use in both dtypes;
+* the README's main command, ``python -m skksae`` (digits, float32), the cold start
+  a newcomer meets.  Its first process also records Numba's compile events and
+  prints the seconds spent compiling each top-level kernel (a kernel's time includes
+  the helpers compiled for it).
+
+    python benchmarks/bench_compile.py [--top 12]
 """
 
+import argparse
+import json
 import os
 import subprocess
 import sys
 import tempfile
 import time
 
-CODE = """
+TINY = """
 import time, warnings
 t0 = time.perf_counter()
 import numpy as np
@@ -27,23 +37,66 @@ t2 = time.perf_counter()
 print(f"{t1 - t0:.2f} {t2 - t1:.2f}")
 """
 
+# The main job in a child process, its output discarded; the compile events of the
+# process (top-level ones only: a kernel's helpers are compiled inside its event) are
+# printed as JSON on the last line.
+MAIN = """
+import contextlib, io, json, time
+from numba.core import event
+seconds, depth, started = {}, 0, 0.0
+with event.install_recorder("numba:compile") as rec:
+    from skksae import _cli
+    with contextlib.redirect_stdout(io.StringIO()), contextlib.redirect_stderr(io.StringIO()):
+        status = _cli.main([])
+for ts, ev in rec.buffer:
+    if ev.is_start:
+        depth += 1
+        if depth == 1:
+            started = ts
+    else:
+        if depth == 1:
+            name = ev.data["dispatcher"].py_func.__name__
+            seconds[name] = seconds.get(name, 0.0) + ts - started
+        depth -= 1
+print(json.dumps({"status": status, "compile": seconds}))
+"""
 
-def run(cache_dir):
+
+def run(code, cache_dir, cwd):
     env = dict(os.environ, NUMBA_CACHE_DIR=cache_dir)
     t0 = time.perf_counter()
-    out = subprocess.run([sys.executable, "-c", CODE], env=env, capture_output=True,
-                         text=True, check=True)
-    wall = time.perf_counter() - t0
-    imp, first_fit = map(float, out.stdout.split())
-    return wall, imp, first_fit
+    out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True,
+                         text=True, check=True, cwd=cwd)
+    return time.perf_counter() - t0, out.stdout.strip().splitlines()[-1]
 
 
-def main():
-    with tempfile.TemporaryDirectory() as cache:
+def main(argv=None):
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p.add_argument("--top", type=int, default=12,
+                   help="kernels listed by compile time (default 12)")
+    args = p.parse_args(argv)
+    print(f"Numba threads: {os.environ.get('NUMBA_NUM_THREADS', 'all cores')} "
+          f"({os.cpu_count()} cores)")
+    with tempfile.TemporaryDirectory() as cache, tempfile.TemporaryDirectory() as cwd:
         for label in ("empty cache (first process)", "warm cache (second process)"):
-            wall, imp, fit = run(cache)
-            print(f"{label}: import {imp:.2f} s, first fit+transform of both estimators "
-                  f"in both dtypes {fit:.2f} s, whole process {wall:.2f} s")
+            wall, line = run(TINY, cache, cwd)
+            imp, fit = map(float, line.split())
+            print(f"tiny fits, {label}: import {imp:.2f} s, first fit+transform of both "
+                  f"estimators in both dtypes {fit:.2f} s, whole process {wall:.2f} s")
+    with tempfile.TemporaryDirectory() as cache, tempfile.TemporaryDirectory() as cwd:
+        walls = []
+        for label in ("empty cache (first process)", "warm cache (second process)"):
+            wall, line = run(MAIN, cache, cwd)
+            result = json.loads(line)
+            if result["status"] != 0:
+                sys.exit(f"python -m skksae exited with status {result['status']}")
+            walls.append(wall)
+            compiled = result["compile"]
+            print(f"python -m skksae, {label}: whole process {wall:.2f} s, "
+                  f"{sum(compiled.values()):.2f} s compiling {len(compiled)} kernels")
+            for name, s in sorted(compiled.items(), key=lambda kv: -kv[1])[:args.top]:
+                print(f"    {s:6.2f} s  {name}")
+        print(f"python -m skksae: first run / warm run = {walls[0] / walls[1]:.2f}x")
 
 
 if __name__ == "__main__":
