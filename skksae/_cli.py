@@ -30,7 +30,7 @@ from sklearn.neural_network import BernoulliRBM
 from sklearn.pipeline import make_pipeline
 from sklearn.preprocessing import MaxAbsScaler, StandardScaler
 
-from . import _finetune, _progress
+from . import _finetune, _kernels, _progress
 from ._denoising import DenoisingAutoencoder
 from ._ksparse import KSparseAutoencoder
 
@@ -171,11 +171,16 @@ def classifier_blas():
     if not others:
         yield
         return
+    # paired here, so any thread may set the next limit (see release_blas_control)
+    _kernels.release_blas_control()
     limiter = controller.select(filepath=others).limit(limits=1)
+    _kernels.release_blas_control()
     try:
         yield
     finally:
+        _kernels.release_blas_control()
         limiter.restore_original_limits()
+        _kernels.release_blas_control()
 
 
 def fit_classifier(F_train, y_train, grid, seed, log, refit=True,

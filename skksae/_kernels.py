@@ -25,6 +25,7 @@ import numpy as np
 from llvmlite import binding as llvm_binding
 from numba import get_num_threads, njit, prange, set_num_threads, types  # noqa: F401
 from numba.extending import get_cython_function_address, overload
+import threadpoolctl
 from threadpoolctl import ThreadpoolController
 
 _LOCK = threading.Lock()
@@ -78,6 +79,23 @@ def matmul(A, trans_a, B, trans_b, C, beta=0.0):
     return C
 
 
+def release_blas_control():
+    """Let any Python thread change OpenBLAS's thread count next.
+
+    threadpoolctl 3.8 lets one Python thread at a time change the count of an
+    OpenBLAS built with pthreads (one process-wide pool): a thread that sets a limit
+    outside a ``with`` block of its own keeps that right for as long as it lives, and
+    limits set from other threads are then ignored without a word (BLAS inside
+    :func:`gemm`'s threads would run two threads each, and a product's bits would
+    depend on the calling thread).  The limits set here are paired by their callers,
+    so the right is handed back around each change.  Earlier versions have no such
+    owner, and nothing is done."""
+    clear = getattr(getattr(threadpoolctl, "OpenBLASController", None),
+                    "clear_controlling_thread", None)
+    if clear is not None:
+        clear(force=True)
+
+
 class _SingleThreadedBlas:
     """Context manager: BLAS libraries limited to one thread while any user is inside.
 
@@ -98,7 +116,9 @@ class _SingleThreadedBlas:
             if self._users == 0:
                 if self._controller is None:
                     self._controller = ThreadpoolController()
+                release_blas_control()
                 self._limiter = self._controller.limit(limits=1, user_api="blas")
+                release_blas_control()
             self._users += 1
         return self
 
@@ -106,7 +126,9 @@ class _SingleThreadedBlas:
         with self._lock:
             self._users -= 1
             if self._users == 0:
+                release_blas_control()
                 self._limiter.restore_original_limits()
+                release_blas_control()
                 self._limiter = None
 
 

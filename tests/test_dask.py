@@ -5,7 +5,8 @@ streaming training with ``dask_ml.wrappers.Incremental``, and blockwise encoding
 ``ParallelPostFit``; plus the thread discipline on workers and models travelling
 between processes.  The workers run one thread each, so the reference computations
 here run on one Numba thread too (training and encoding are bitwise reproducible for
-a fixed thread count).
+a fixed thread count and the same blocks of rows; codes of other blocks agree to
+rounding).
 """
 
 import contextlib
@@ -134,7 +135,7 @@ def test_incremental_equals_sequential_partial_fit(client, digits, est):
     codes = inc.transform(dX)
     assert isinstance(codes, da.Array)
     with numba_threads(1):
-        np.testing.assert_array_equal(codes.compute(), seq.transform(X))
+        _assert_same_codes(codes.compute(), seq.transform(X))
 
 
 @pytest.mark.parametrize("sparse_output", [False, True])
@@ -154,10 +155,7 @@ def test_blockwise_encoding(client, digits, sparse_output):
         assert sp.issparse(codes._meta) == sparse_output
         got = codes.compute()
         assert sp.issparse(got) == sparse_output
-        if sparse_output:
-            assert got.shape == expected.shape and (got != expected).nnz == 0
-        else:
-            np.testing.assert_array_equal(got, expected)
+        _assert_same_codes(got, expected)
 
     # dask-ml's wrapper: the right codes, but dask-ml 2025.1 gives the dask array the
     # input's chunks along the columns (64 here, not 32): see the "Scaling out" page
@@ -167,6 +165,25 @@ def test_blockwise_encoding(client, digits, sparse_output):
                           meta=est.transform(X[:1])[:0])
     assert codes.shape == expected.shape
     check(codes)
+
+
+def _assert_same_codes(got, expected):
+    """Blockwise codes against the whole input's: the same units kept, the values
+    equal to rounding.  A BLAS product's bits can depend on how its rows are split
+    between calls (OpenBLAS's Haswell kernels: rows encoded in blocks of 300 and in
+    the whole input's chunks of 512 differ in the last bit or two; on an AVX-512
+    machine they were identical)."""
+    assert sp.issparse(got) == sp.issparse(expected) and got.shape == expected.shape
+    if sp.issparse(got):
+        got, expected = sp.csr_matrix(got), sp.csr_matrix(expected)
+        got.sort_indices()
+        expected.sort_indices()
+        np.testing.assert_array_equal(got.indptr, expected.indptr)
+        np.testing.assert_array_equal(got.indices, expected.indices)
+        got, expected = got.data, expected.data
+    else:
+        np.testing.assert_array_equal(got != 0, expected != 0)
+    np.testing.assert_allclose(got, expected, rtol=1e-5, atol=1e-6)
 
 
 def _encode(model, X):

@@ -595,3 +595,33 @@ def test_column_nonzero_counts():
     out = np.empty(40, dtype=np.int64)
     _kernels.column_sums(A, out, True)
     np.testing.assert_array_equal(out, np.count_nonzero(A, axis=0))
+
+
+def test_single_threaded_blas_limits_blas_from_any_python_thread():
+    # threadpoolctl 3.8 ignores limits set from a second Python thread once another
+    # thread has set one outside a `with` block: the limit must hold in every thread
+    # that enters, and the counts come back on leaving.
+    import threading
+
+    from threadpoolctl import threadpool_info
+
+    def blas_threads():
+        return [lib["num_threads"] for lib in threadpool_info() if lib["user_api"] == "blas"]
+
+    before = blas_threads()
+    seen = {}
+
+    def inside(name):
+        with _kernels.single_threaded_blas:
+            seen[name] = blas_threads()
+        seen[name + " after"] = blas_threads()
+
+    inside("main")
+    for name in ("first thread", "second thread"):
+        t = threading.Thread(target=inside, args=(name,))
+        t.start()
+        t.join()
+    inside("main again")
+    for name in ("main", "first thread", "second thread", "main again"):
+        assert seen[name] == [1] * len(before), (name, seen)
+        assert seen[name + " after"] == before, (name, seen)
