@@ -88,8 +88,8 @@ def release_blas_control():
     limits set from other threads are then ignored without a word (BLAS inside
     :func:`gemm`'s threads would run two threads each, and a product's bits would
     depend on the calling thread).  The limits set here are paired by their callers,
-    so the right is handed back around each change.  Earlier versions have no such
-    owner, and nothing is done."""
+    so the right is handed back around each change.  With a threadpoolctl that has no
+    such owner nothing is done."""
     clear = getattr(getattr(threadpoolctl, "OpenBLASController", None),
                     "clear_controlling_thread", None)
     if clear is not None:
