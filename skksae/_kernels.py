@@ -22,10 +22,10 @@ import sys
 import threading
 
 import numpy as np
+import threadpoolctl
 from llvmlite import binding as llvm_binding
 from numba import get_num_threads, njit, prange, set_num_threads, types  # noqa: F401
 from numba.extending import get_cython_function_address, overload
-import threadpoolctl
 from threadpoolctl import ThreadpoolController
 
 _LOCK = threading.Lock()
