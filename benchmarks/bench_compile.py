@@ -41,7 +41,7 @@ print(f"{t1 - t0:.2f} {t2 - t1:.2f}")
 # process (top-level ones only: a kernel's helpers are compiled inside its event) are
 # printed as JSON on the last line.
 MAIN = """
-import contextlib, io, json, time
+import contextlib, io, json
 from numba.core import event
 seconds, depth, started = {}, 0, 0.0
 with event.install_recorder("numba:compile") as rec:

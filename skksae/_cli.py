@@ -171,16 +171,11 @@ def classifier_blas():
     if not others:
         yield
         return
-    # paired here, so any thread may set the next limit (see release_blas_control)
-    _kernels.release_blas_control()
-    limiter = controller.select(filepath=others).limit(limits=1)
-    _kernels.release_blas_control()
+    limiter = _kernels.set_blas_limit(controller.select(filepath=others), limits=1)
     try:
         yield
     finally:
-        _kernels.release_blas_control()
-        limiter.restore_original_limits()
-        _kernels.release_blas_control()
+        _kernels.restore_blas_limit(limiter)
 
 
 def fit_classifier(F_train, y_train, grid, seed, log, refit=True,

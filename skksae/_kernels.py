@@ -79,7 +79,7 @@ def matmul(A, trans_a, B, trans_b, C, beta=0.0):
     return C
 
 
-def release_blas_control():
+def _release_blas_control():
     """Let any Python thread change OpenBLAS's thread count next.
 
     threadpoolctl 3.8 lets one Python thread at a time change the count of an
@@ -87,13 +87,30 @@ def release_blas_control():
     outside a ``with`` block of its own keeps that right for as long as it lives, and
     limits set from other threads are then ignored without a word (BLAS inside
     :func:`gemm`'s threads would run two threads each, and a product's bits would
-    depend on the calling thread).  The limits set here are paired by their callers,
-    so the right is handed back around each change.  With a threadpoolctl that has no
-    such owner nothing is done."""
+    depend on the calling thread).  With a threadpoolctl that has no such owner
+    nothing is done."""
     clear = getattr(getattr(threadpoolctl, "OpenBLASController", None),
                     "clear_controlling_thread", None)
     if clear is not None:
         clear(force=True)
+
+
+def set_blas_limit(controller, **limits):
+    """``controller.limit(**limits)`` from any Python thread; returns the limiter, to
+    be handed to :func:`restore_blas_limit`.  The caller pairs the two itself (not
+    necessarily in one thread), so threadpoolctl's owning thread is released around
+    each change (:func:`_release_blas_control`)."""
+    _release_blas_control()
+    limiter = controller.limit(**limits)
+    _release_blas_control()
+    return limiter
+
+
+def restore_blas_limit(limiter):
+    """Undo :func:`set_blas_limit`, from any Python thread."""
+    _release_blas_control()
+    limiter.restore_original_limits()
+    _release_blas_control()
 
 
 class _SingleThreadedBlas:
@@ -116,9 +133,7 @@ class _SingleThreadedBlas:
             if self._users == 0:
                 if self._controller is None:
                     self._controller = ThreadpoolController()
-                release_blas_control()
-                self._limiter = self._controller.limit(limits=1, user_api="blas")
-                release_blas_control()
+                self._limiter = set_blas_limit(self._controller, limits=1, user_api="blas")
             self._users += 1
         return self
 
@@ -126,9 +141,7 @@ class _SingleThreadedBlas:
         with self._lock:
             self._users -= 1
             if self._users == 0:
-                release_blas_control()
-                self._limiter.restore_original_limits()
-                release_blas_control()
+                restore_blas_limit(self._limiter)
                 self._limiter = None
 
 
