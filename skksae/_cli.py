@@ -838,8 +838,7 @@ def parse_args(argv):
     p.add_argument("--pretrain-dae-epochs", type=int,
                    help="fine-tuning table: epochs of each denoising layer's pretraining")
     p.add_argument("--finetune-epochs", type=int,
-                   help="fine-tuning table: epochs of each network's fine-tuning (the "
-                   "best epoch on a validation split is kept)")
+                   help="fine-tuning table: epochs of each network's fine-tuning")
     p.add_argument("--finetune-learning-rate", type=float,
                    help="fine-tuning table: SGD learning rate of the first epoch, lowered "
                    "linearly over the epochs")
@@ -847,6 +846,11 @@ def parse_args(argv):
                    help="fine-tuning table: hidden-unit dropout")
     p.add_argument("--finetune-input-dropout", type=float,
                    help="fine-tuning table: input dropout")
+    p.add_argument("--finetune-validation-fraction", type=float, default=0.0,
+                   help="fine-tuning table: hold out this fraction of the training set "
+                   "and keep each network's best epoch on it, reporting its validation "
+                   "error (to compare settings without the test set); 0 (default): "
+                   "train on the whole training set and keep the last epoch")
     p.add_argument("--verbose", type=int, default=0, help="per-epoch training lines")
     p.add_argument("--n-jobs", type=int, default=1,
                    help="a k sweep's k-sparse rows train this many at a time, each in a "

@@ -5,9 +5,11 @@ For each depth (one and two hidden layers) the table has four networks: hard top
 layers (the k-sparse architecture) and sigmoid layers (the stacked denoising
 autoencoder's), each from random weights and pretrained.  Every network is an
 :class:`~skksae.AutoencoderClassifier` fine-tuned with the same budget (SGD, a
-linearly falling learning rate, dropout, a fixed number of epochs); the weights of
-the epoch that scores best on a validation split of the training set are kept (the
-epoch is the one choice made on it); the test set is used once per network.  The
+linearly falling learning rate, dropout, a fixed number of epochs) on the whole
+training set, and the network of the last epoch is scored; the test set is used once
+per network.  The settings were chosen with ``finetune_validation_fraction`` (10%
+of the training set held out, the weights of the epoch that scores best on it kept
+and its error reported), the mode that compares settings without the test set.  The
 pretrained layers are fitted once and shared: the second layer of a two-layer stack
 is pretrained on the clean codes of the first.
 """
@@ -60,16 +62,19 @@ def layer(kind, args):
 
 def network(layers, pretrain, args):
     """The classifier every row fine-tunes: ``finetune_epochs`` epochs of SGD with
-    momentum, the learning rate lowered linearly, hidden-unit and input dropout; 10%
-    of the training set held out, and the weights of the epoch that scored best on
-    it kept (every network runs the whole budget: no early stop)."""
+    momentum, the learning rate lowered linearly, hidden-unit and input dropout, every
+    network running the whole budget (no early stop).  With
+    ``finetune_validation_fraction`` 0 it trains on the whole training set and keeps
+    the last epoch; otherwise that fraction is held out and the weights of the epoch
+    that scored best on it are kept."""
+    fraction = args.finetune_validation_fraction
     return AutoencoderClassifier(
         layers, pretrain=pretrain, solver="sgd", dropout=args.finetune_dropout,
         input_dropout=args.finetune_input_dropout,
         learning_rate=args.finetune_learning_rate, learning_rate_schedule="linear",
-        momentum=0.9, batch_size=128, max_iter=args.finetune_epochs, early_stopping=True,
-        validation_fraction=0.1, n_iter_no_change=args.finetune_epochs, tol=0.0,
-        random_state=args.seed,
+        momentum=0.9, batch_size=128, max_iter=args.finetune_epochs,
+        early_stopping=fraction != 0, validation_fraction=fraction or 0.1,
+        n_iter_no_change=args.finetune_epochs, tol=0.0, random_state=args.seed,
     )
 
 
@@ -110,14 +115,20 @@ def run_finetune(args, data, rows, log=print, on_row=None, progress=None):
                     clf.fit(X_train, y_train)
                 fit_time = time.perf_counter() - t0
                 error = 100.0 * (1.0 - clf.score(X_test, y_test))
-                val_error = 100.0 * (1.0 - clf.best_validation_score_)
-                best_epoch = max(range(clf.n_iter_), key=clf.validation_scores_.__getitem__)
-                log(f"   test error {error:.2f}%, validation error {val_error:.2f}% at "
-                    f"epoch {best_epoch + 1} of {clf.n_iter_}, {fit_time:.1f} s")
+                if clf.early_stopping:
+                    val_error = round(100.0 * (1.0 - clf.best_validation_score_), 2)
+                    best_epoch = 1 + max(range(clf.n_iter_),
+                                         key=clf.validation_scores_.__getitem__)
+                    log(f"   test error {error:.2f}%, validation error {val_error:.2f}% at "
+                        f"epoch {best_epoch} of {clf.n_iter_}, {fit_time:.1f} s")
+                else:
+                    val_error, best_epoch = None, clf.n_iter_
+                    log(f"   test error {error:.2f}% after {clf.n_iter_} epochs, "
+                        f"{fit_time:.1f} s")
                 rows.append({
                     "network": label, "hidden_layers": depth, "init": init,
-                    "test_error": round(error, 2), "validation_error": round(val_error, 2),
-                    "best_epoch": best_epoch + 1, "epochs": clf.n_iter_,
+                    "test_error": round(error, 2), "validation_error": val_error,
+                    "best_epoch": best_epoch, "epochs": clf.n_iter_,
                     "pretrain_time_s": round(pretrain_time, 2),
                     "fit_time_s": round(fit_time, 1),
                 })
@@ -151,11 +162,20 @@ def _pretrained_stack(kind, depth, stacks, X_train, args, log, progress):
 
 
 def finetune_markdown(rows):
-    head = ["network", "test error (%)", "validation error (%)", "best epoch",
-            "pretraining (s)", "fine-tuning (s)"]
+    """The table in Markdown; the validation columns only where a row has them."""
+    validated = any(r["validation_error"] is not None for r in rows)
+    head = ["network", "test error (%)"]
+    head += ["validation error (%)", "best epoch"] if validated else ["epochs"]
+    head += ["pretraining (s)", "fine-tuning (s)"]
     lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
     for r in rows:
-        lines.append(f"| {r['network']} | {r['test_error']:.2f} | "
-                     f"{r['validation_error']:.2f} | {r['best_epoch']} of {r['epochs']} | "
-                     f"{r['pretrain_time_s']:.1f} | {r['fit_time_s']:.1f} |")
+        cells = [r["network"], f"{r['test_error']:.2f}"]
+        if validated:
+            val = r["validation_error"]
+            cells += ["-" if val is None else f"{val:.2f}",
+                      f"{r['best_epoch']} of {r['epochs']}"]
+        else:
+            cells.append(str(r["epochs"]))
+        cells += [f"{r['pretrain_time_s']:.1f}", f"{r['fit_time_s']:.1f}"]
+        lines.append("| " + " | ".join(cells) + " |")
     return "\n".join(lines)

@@ -64,20 +64,48 @@ def test_fine_tuning_table_on_digits(tmp_path, capsys):
     by = {(r["network"].split(", ")[0], r["init"]): r for r in rows}
     for r in rows:
         assert 0 <= float(r["test_error"]) < 60  # far better than chance (90%)
-        assert int(r["epochs"]) == 15  # the same budget for every network
-        assert 1 <= int(r["best_epoch"]) <= 15
+        # the same budget for every network, on the whole training set: the last
+        # epoch is kept and there is no validation error
+        assert int(r["epochs"]) == int(r["best_epoch"]) == 15
+        assert r["validation_error"] == ""
         if r["init"] == "random init":
             assert float(r["pretrain_time_s"]) == 0
     one = float(by[("1 x 32 top-k", "pretrained")]["pretrain_time_s"])
     two = float(by[("2 x 32 top-k", "pretrained")]["pretrain_time_s"])
     assert two >= one
-    assert (out / "finetune.md").read_text().startswith("| network | test error (%)")
+    assert (out / "finetune.md").read_text().startswith(
+        "| network | test error (%) | epochs | pretraining (s) |")
+
+
+def test_fine_tuning_table_with_a_validation_split(tmp_path, capsys):
+    """--finetune-validation-fraction holds out part of the training set: each row
+    reports its validation error and the best epoch on it, whose weights are kept."""
+    out = tmp_path / "out"
+    rc = main(["--table", "fine-tune", "--depths", "1", "--epochs", "2",
+               "--finetune-epochs", "8", "--finetune-learning-rate", "0.2",
+               "--finetune-dropout", "0", "--finetune-input-dropout", "0",
+               "--finetune-validation-fraction", "0.2", "--n-components", "32", "--k", "4",
+               "--out", str(out)])
+    assert rc == 0
+    printed = capsys.readouterr().out
+    assert "| network | test error (%) | validation error (%) | best epoch |" in printed
+    with open(out / "finetune.csv") as f:
+        rows = list(csv.DictReader(f))
+    assert len(rows) == 4
+    for r in rows:
+        assert int(r["epochs"]) == 8
+        assert 1 <= int(r["best_epoch"]) <= 8
+        assert 0 <= float(r["validation_error"]) < 60
+        assert f"| {r['best_epoch']} of 8 |" in printed
 
 
 @pytest.mark.parametrize("argv, message", [
     (["--table", "fine-tune", "--finetune-learning-rate", "-1"], "fine-tuning table"),
     (["--table", "fine-tune", "--finetune-dropout", "1"], "dropout"),
     (["--table", "fine-tune", "--finetune-input-dropout", "-0.1"], "input_dropout"),
+    (["--table", "fine-tune", "--finetune-validation-fraction", "1"], "validation_fraction"),
+    (["--table", "fine-tune", "--finetune-validation-fraction", "-0.1"],
+     "validation_fraction"),
     (["--table", "all", "--k", "300"], "larger than --n-components"),
 ])
 def test_bad_fine_tuning_options_fail_before_training(argv, message, capsys):
