@@ -73,6 +73,8 @@ def network(layers, pretrain, args):
         input_dropout=args.finetune_input_dropout,
         learning_rate=args.finetune_learning_rate, learning_rate_schedule="linear",
         momentum=0.9, batch_size=128, max_iter=args.finetune_epochs,
+        # without early stopping validation_fraction is not read (and 0 is outside
+        # its range): the classifier's default stands in
         early_stopping=fraction != 0, validation_fraction=fraction or 0.1,
         n_iter_no_change=args.finetune_epochs, tol=0.0, random_state=args.seed,
     )

@@ -79,7 +79,7 @@ def test_fine_tuning_table_on_digits(tmp_path, capsys):
 
 def test_fine_tuning_table_with_a_validation_split(tmp_path, capsys):
     """--finetune-validation-fraction holds out part of the training set: each row
-    reports its validation error and the best epoch on it, whose weights are kept."""
+    reports its validation error and the best epoch on it."""
     out = tmp_path / "out"
     rc = main(["--table", "fine-tune", "--depths", "1", "--epochs", "2",
                "--finetune-epochs", "8", "--finetune-learning-rate", "0.2",
