@@ -164,7 +164,8 @@ def _pretrained_stack(kind, depth, stacks, X_train, args, log, progress):
 
 
 def finetune_markdown(rows):
-    """The table in Markdown; the validation columns only where a row has them."""
+    """The table in Markdown; the validation columns when the run held out a split
+    (every row of one run has them, or none does)."""
     validated = any(r["validation_error"] is not None for r in rows)
     head = ["network", "test error (%)"]
     head += ["validation error (%)", "best epoch"] if validated else ["epochs"]
@@ -173,9 +174,7 @@ def finetune_markdown(rows):
     for r in rows:
         cells = [r["network"], f"{r['test_error']:.2f}"]
         if validated:
-            val = r["validation_error"]
-            cells += ["-" if val is None else f"{val:.2f}",
-                      f"{r['best_epoch']} of {r['epochs']}"]
+            cells += [f"{r['validation_error']:.2f}", f"{r['best_epoch']} of {r['epochs']}"]
         else:
             cells.append(str(r["epochs"]))
         cells += [f"{r['pretrain_time_s']:.1f}", f"{r['fit_time_s']:.1f}"]
