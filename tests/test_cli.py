@@ -40,14 +40,18 @@ def test_main_job_on_digits_writes_tables(tmp_path, capsys):
         assert 0 < float(extent) < 8 and 0 < int(live) <= 64
 
 
+# A small fine-tuning table on the digits: dropout off and a large rate, since 32
+# units and a few epochs are too few for the defaults (the 2 x 32 sigmoid network
+# stays near chance with them).
+SMALL_FINETUNE = ["--table", "fine-tune", "--finetune-learning-rate", "0.2",
+                  "--finetune-dropout", "0", "--finetune-input-dropout", "0",
+                  "--n-components", "32", "--k", "4"]
+
+
 def test_fine_tuning_table_on_digits(tmp_path, capsys):
     out = tmp_path / "out"
-    # dropout off and a large rate: 32 units and 15 epochs are too few for the
-    # defaults (the 2 x 32 sigmoid network stays near chance with them)
-    rc = main(["--table", "fine-tune", "--epochs", "3", "--finetune-epochs", "15",
-               "--finetune-learning-rate", "0.2", "--finetune-dropout", "0",
-               "--finetune-input-dropout", "0", "--n-components", "32", "--k", "4",
-               "--out", str(out)])
+    rc = main(SMALL_FINETUNE + ["--epochs", "3", "--finetune-epochs", "15",
+                                "--out", str(out)])
     assert rc == 0
     printed = capsys.readouterr().out
     assert "| network | test error (%)" in printed
@@ -81,11 +85,8 @@ def test_fine_tuning_table_with_a_validation_split(tmp_path, capsys):
     """--finetune-validation-fraction holds out part of the training set: each row
     reports its validation error and the best epoch on it."""
     out = tmp_path / "out"
-    rc = main(["--table", "fine-tune", "--depths", "1", "--epochs", "2",
-               "--finetune-epochs", "8", "--finetune-learning-rate", "0.2",
-               "--finetune-dropout", "0", "--finetune-input-dropout", "0",
-               "--finetune-validation-fraction", "0.2", "--n-components", "32", "--k", "4",
-               "--out", str(out)])
+    rc = main(SMALL_FINETUNE + ["--depths", "1", "--epochs", "2", "--finetune-epochs", "8",
+                                "--finetune-validation-fraction", "0.2", "--out", str(out)])
     assert rc == 0
     printed = capsys.readouterr().out
     assert "| network | test error (%) | validation error (%) | best epoch |" in printed
