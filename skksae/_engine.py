@@ -34,7 +34,8 @@ def init_params(rng, n_components, n_features, dtype, tied, init_std, unit_norm=
     decoder's transpose, in the papers' layout)."""
     W = (rng.standard_normal((n_components, n_features)) * init_std).astype(dtype)
     if unit_norm:
-        normalize_rows(W)
+        with K.work(W.size):
+            normalize_rows(W)
     params = {
         "W": W,
         "b": np.zeros(n_components, dtype=dtype),
@@ -279,6 +280,10 @@ class Engine:
 
     def _encode(self, params, X, k, sparse_output=False, chunk_size=4096):
         """:meth:`encode` with the biases already folded."""
+        with K.work(X.shape[0] * params["W"].size):
+            return self._encode_chunks(params, X, k, sparse_output, chunk_size)
+
+    def _encode_chunks(self, params, X, k, sparse_output, chunk_size):
         W, b = params["W"], params["b"]
         n = X.shape[0]
         m = W.shape[0]
@@ -363,16 +368,22 @@ class Engine:
 
     def decode(self, params, H):
         """Reconstruction from codes H (dense ndarray or sparse matrix)."""
-        return _activate_dense(
-            self._decoder_input(self.inference_params(params), H), self.out_activation
-        )
+        with K.work(H.shape[0] * params["W"].size):
+            return _activate_dense(
+                self._decoder_input(self.inference_params(params), H), self.out_activation
+            )
 
     def loss(self, params, X, k, chunk_size=4096):
         """Mean per-sample loss of the clean reconstruction of X, computed as in
         training, chunk by chunk (a sparse X is densified one chunk at a time)."""
-        total = 0.0
         dtype = params["W"].dtype
         params = self.inference_params(params)
+        with K.work(X.shape[0] * params["W"].size):
+            total = self._loss_chunks(params, X, k, chunk_size, dtype)
+        return total / X.shape[0]
+
+    def _loss_chunks(self, params, X, k, chunk_size, dtype):
+        total = 0.0
         for start in range(0, X.shape[0], chunk_size):
             chunk = X[start : start + chunk_size]
             A = self._decoder_input(params, self._encode(params, chunk, k, k is not None))
@@ -381,7 +392,7 @@ class Engine:
             total += K.call(
                 K.output_residual, A, target, self.out_activation, self.cross_entropy, 1.0
             )
-        return total / X.shape[0]
+        return total
 
     # ----------------------------------------------------------------- backward
     def loss_and_grads(self, params, X, Xc, k, grads, buffers=None, opt=None):
@@ -614,7 +625,8 @@ class Engine:
         if self.batch_topk:
             self.batch_minima = []
         try:
-            return self._run_epoch(params, opt, X, k, batch_size, shuffle, rng, Y)
+            with K.work(X.shape[0] * _n_weights(params)):
+                return self._run_epoch(params, opt, X, k, batch_size, shuffle, rng, Y)
         finally:
             self.rng = self.since = None
 
@@ -744,7 +756,7 @@ class StackEngine(Engine):
         dtype = params["W0"].dtype
         out = np.empty((X.shape[0], params[f"W{L}"].shape[0]), dtype=dtype)
         buffers = {}
-        with K.single_threaded_blas:
+        with K.single_threaded_blas, K.work(X.shape[0] * _n_weights(params)):
             for start in range(0, X.shape[0], chunk_size):
                 A = X[start : start + chunk_size]
                 n = A.shape[0]
@@ -862,6 +874,11 @@ def _encoder_product(X, W, out):
         out[:] = (X @ W.T).astype(W.dtype, copy=False)
         return out
     return K.matmul(np.ascontiguousarray(X, dtype=W.dtype), False, W, True, out)
+
+
+def _n_weights(params):
+    """How many weights (entries of the parameter matrices) a model has."""
+    return sum(p.size for p in params.values() if p.ndim == 2)
 
 
 def _buffer(buffers, name, shape, dtype):

@@ -9,13 +9,26 @@ Matrix products run on Numba's threads, each calling single-threaded BLAS on a b
 of rows (:func:`gemm`): on a small machine BLAS's own spinning worker threads and
 Numba's would otherwise fight over the cores between every two kernels.
 
+Every kernel that runs on Numba's threads is compiled from one source twice
+(:class:`_Kernel`): with ``parallel=True``, and serially.  Compiling the parallel
+version costs several times more (Numba builds and optimises three wrappers around
+each parallel loop, each holding the loop's whole code), which only pays on data
+large enough to keep the threads busy; the two give the same bits, since every
+kernel splits its work into blocks that do not depend on the thread count.  The
+engine says how much work an operation holds (:func:`work`), and :func:`call` runs
+the serial versions below :data:`PARALLEL_MIN_WORK`, so a first fit on a small data
+set compiles only the cheap ones.
+
 Numba's default ``workqueue`` threading layer aborts the process when two Python
-threads enter a parallel region at once.  Every parallel kernel is therefore called
+threads enter a parallel region at once.  The parallel kernels are therefore called
 through :func:`call` (or :func:`matmul`), which hold a module-level lock.  In a task of
 a Dask worker they also cap the calling thread's Numba threads at the worker's thread
 count (:func:`_cap_threads`), so that workers sharing the cores do not oversubscribe
 them.
 """
+
+import contextlib
+import types as pytypes
 
 import os
 import sys
@@ -64,18 +77,87 @@ def _cap_threads():
         set_num_threads(nthreads)
 
 
+# Below this many multiply-adds in an operation (rows times weights: about 30 ms of
+# arithmetic on one core) the serial kernels run: the parallel ones would gain less
+# than their extra compile time costs a first call.
+PARALLEL_MIN_WORK = 2**26
+
+
+@contextlib.contextmanager
+def work(multiply_adds):
+    """Context manager: inside it, in this thread, :func:`call` and :func:`matmul` run
+    the serial kernels when ``multiply_adds`` (the operation's size, e.g. rows times
+    weights) is below :data:`PARALLEL_MIN_WORK`, and the parallel ones otherwise.
+    Outside any such block the parallel kernels run; inside one, a nested block (a
+    chunk of the operation) keeps the enclosing decision."""
+    previous = getattr(_THREAD, "serial", None)
+    if previous is None:
+        _THREAD.serial = multiply_adds < PARALLEL_MIN_WORK
+    try:
+        yield
+    finally:
+        _THREAD.serial = previous
+
+
+def _serial():
+    """Whether :func:`call` runs serial kernels now: in a small operation, or when
+    Numba has one thread anyway."""
+    return bool(getattr(_THREAD, "serial", None)) or get_num_threads() == 1
+
+
+class _Kernel:
+    """A kernel compiled from one source twice: ``parallel`` (``prange`` loops on
+    Numba's threads) and ``serial`` (the same loops in one thread, releasing the
+    GIL).  Both are cached; the serial one under its own name, since Numba's cache
+    tells functions apart by name and code, not by compile options.  Calling the
+    kernel calls the parallel version (use :func:`call`, which chooses)."""
+
+    def __init__(self, fn, options):
+        self.py_func = fn
+        self.__doc__ = fn.__doc__
+        self.__name__ = fn.__name__
+        self.parallel = njit(parallel=True, cache=True, **options)(fn)
+        twin = pytypes.FunctionType(fn.__code__, fn.__globals__, fn.__name__,
+                                    fn.__defaults__, fn.__closure__)
+        twin.__qualname__ = fn.__qualname__ + "_serial"
+        twin.__module__ = fn.__module__
+        self.serial = njit(cache=True, nogil=True, **options)(twin)
+
+    def __call__(self, *args):
+        return self.parallel(*args)
+
+    def __repr__(self):
+        return f"<skksae kernel {self.__name__}>"
+
+
+def parallel_kernel(**options):
+    """Decorator: a :class:`_Kernel` compiled with the Numba ``options`` given
+    (``fastmath``, ...)."""
+    return lambda fn: _Kernel(fn, options)
+
+
 def call(kernel, *args):
-    """Call a parallel Numba kernel while holding the module lock."""
+    """Call a kernel: a :class:`_Kernel`'s serial or parallel version (see
+    :func:`work`), the parallel one while holding the module lock."""
+    if isinstance(kernel, _Kernel):
+        if _serial():
+            return kernel.serial(*args)
+        kernel = kernel.parallel
     _cap_threads()
     with _LOCK:
         return kernel(*args)
 
 
 def matmul(A, trans_a, B, trans_b, C, beta=0.0):
-    """``C = op(A) @ op(B) + beta * C`` on Numba's threads (see :func:`gemm`)."""
+    """``C = op(A) @ op(B) + beta * C`` by :func:`gemm` (split into as many blocks as
+    Numba has threads, whichever version runs)."""
     _cap_threads()
+    n_threads = get_num_threads()
+    if _serial():
+        gemm.serial(A, trans_a, B, trans_b, C, beta, n_threads)
+        return C
     with _LOCK:
-        gemm(A, trans_a, B, trans_b, C, beta, get_num_threads())
+        gemm.parallel(A, trans_a, B, trans_b, C, beta, n_threads)
     return C
 
 
@@ -206,7 +288,7 @@ def _gemm_block(A, trans_a, B, trans_b, C, beta, r0, r1, c0, c1):
         _dgemm(*args)
 
 
-@njit(parallel=True, cache=True)
+@parallel_kernel()
 def gemm(A, trans_a, B, trans_b, C, beta, n_threads):
     """``C = op(A) @ op(B) + beta * C`` for C-contiguous float arrays of one dtype.
 
@@ -231,6 +313,17 @@ def gemm(A, trans_a, B, trans_b, C, beta, n_threads):
         else:
             _gemm_block(A, trans_a, B, trans_b, C, beta,
                         0, n, blk * m // n_blocks, (blk + 1) * m // n_blocks)
+
+
+@njit(cache=True)
+def _sum_in_order(a):
+    """``sum(a)`` of a 1-D array, added from the first entry to the last.  A parallel
+    kernel's ``a.sum()`` would become a reduction split across Numba's threads, whose
+    result depends on their number and differs from the serial twin's."""
+    s = 0.0
+    for i in range(a.shape[0]):
+        s += a[i]
+    return s
 
 
 # Activation codes shared with the Python side.
@@ -511,7 +604,7 @@ def _topk_block(Z, bias, k, activation, lo, hi, idx, vals):
                 vals[i, p] = _activate(vals[i, p], activation, one)
 
 
-@njit(parallel=True, cache=True)
+@parallel_kernel()
 def topk_rows(Z, bias, k, activation, idx, vals):
     """Per row of ``Z + bias`` keep the k largest entries.
 
@@ -539,7 +632,7 @@ def _topk_dense_rows(Z, bias, k, activation, lo, hi, keys, cv, ci, out_i, out_v)
             z[out_i[p]] = _activate(out_v[p], activation, Z.dtype.type(1))
 
 
-@njit(parallel=True, cache=True)
+@parallel_kernel()
 def topk_dense_inplace(Z, bias, k, activation):
     """Replace each row of ``Z`` by its activated top-k of ``Z + bias``, zeros elsewhere."""
     n, m = Z.shape
@@ -550,7 +643,7 @@ def topk_dense_inplace(Z, bias, k, activation):
                          (blk + 1) * n // n_blocks, *buffers)
 
 
-@njit(parallel=True, cache=True)
+@parallel_kernel()
 def encode_topk_dense(X, W, bias, k, activation, H, chunk):
     """``H`` = the activated top-k of ``X @ W.T + bias`` per row, zeros elsewhere.
 
@@ -569,7 +662,7 @@ def encode_topk_dense(X, W, bias, k, activation, H, chunk):
         _topk_dense_rows(H, bias, k, activation, lo, hi, *buffers)
 
 
-@njit(parallel=True, cache=True)
+@parallel_kernel()
 def gather_rows(X, rows, shift, out):
     """``out[p] = X[rows[p]] - shift``: a shuffled (and centred) mini-batch copied on
     Numba's threads."""
@@ -581,7 +674,7 @@ def gather_rows(X, rows, shift, out):
             dst[f] = src[f] - shift[f]
 
 
-@njit(parallel=True, cache=True)
+@parallel_kernel()
 def bias_activate(Z, bias, activation):
     """``Z = act(Z + bias)`` in place, on Numba's threads.  The sigmoid is
     ``1 / (1 + exp(-v))``; in float32 through :func:`_exp32` (the loop vectorises;
@@ -606,7 +699,7 @@ def bias_activate(Z, bias, activation):
                 z[f] += bias[f]
 
 
-@njit(parallel=True, cache=True)
+@parallel_kernel()
 def mul_activation_grad(G, H, activation):
     """``G *= act'(pre-activation)`` in place, the derivative written with the
     activation's values H: ``H (1 - H)`` for the sigmoid, ``H > 0`` for ReLU (each
@@ -736,7 +829,7 @@ def _sum_squares(w):
     return s
 
 
-@njit(parallel=True, cache=True)
+@parallel_kernel()
 def optimizer_update(solver, w, s1, s2, g, rate, beta1, beta2, epsilon, l2):
     """:func:`_update_block` over flat arrays, in parallel blocks.
 
@@ -800,7 +893,7 @@ def _add_rows(o, idx_row, vals_row, B):
         j0 = _next_nonzero(vals_row, j3 + 1)
 
 
-@njit(parallel=True, cache=True, fastmath={"reassoc", "contract"})
+@parallel_kernel(fastmath={"reassoc", "contract"})
 def unit_backward(indptr, pos, k, vals, G, X, D, activation, tied, gW, gD, gb, counts,
                   solver, W, sW1, sW2, sD1, sD2, rate, beta1, beta2, epsilon):
     """Code gradient, weight gradients and (with ``solver``) the optimizer step of the
@@ -873,7 +966,9 @@ def unit_backward(indptr, pos, k, vals, G, X, D, activation, tied, gW, gD, gb, c
                     _update_block(solver, D[u], sD1[u], sD2[u], dd, rate, beta1, beta2, epsilon)
 
 
-@njit(cache=True, inline="always")
+# Compiled on its own, with its callers' liberties, rather than inlined into them:
+# its vectorised loss sum then has one form in the parallel and the serial kernels.
+@njit(cache=True, fastmath={"reassoc", "contract"})
 def _residual_row(o, x, activation, cross_entropy, scale):
     """Apply the output activation to the row ``o`` in place, then overwrite it with
     the gradient of the row's loss times ``scale`` with respect to the output
@@ -918,7 +1013,7 @@ def _residual_row(o, x, activation, cross_entropy, scale):
     return s
 
 
-@njit(parallel=True, cache=True, fastmath={"reassoc", "contract"})
+@parallel_kernel(fastmath={"reassoc", "contract"})
 def output_residual(out, X, activation, cross_entropy, scale):
     """:func:`_residual_row` for every row of a dense decoder output; returns the
     summed loss.  Re-association (of each row's loss sum, so that it vectorises) and
@@ -928,7 +1023,7 @@ def output_residual(out, X, activation, cross_entropy, scale):
     total = np.zeros(n)
     for i in prange(n):
         total[i] = _residual_row(out[i], X[i], activation, cross_entropy, scale)
-    return total.sum()
+    return _sum_in_order(total)
 
 
 @njit(cache=True, fastmath={"reassoc", "contract"})
@@ -948,7 +1043,7 @@ def _decode_residual_row(idx_row, vals_row, D, c, x, out_activation, cross_entro
     return _residual_row(o, x, out_activation, cross_entropy, scale)
 
 
-@njit(parallel=True, cache=True)
+@parallel_kernel()
 def topk_decode_residual(Z, bias, k, activation, idx, vals, D, c, X, out_activation,
                          cross_entropy, scale, G):
     """The forward pass of a top-k batch after the encoder product, block by block of
@@ -964,10 +1059,10 @@ def topk_decode_residual(Z, bias, k, activation, idx, vals, D, c, X, out_activat
         for i in range(lo, hi):
             total[i] = _decode_residual_row(idx[i], vals[i], D, c, X[i], out_activation,
                                             cross_entropy, scale, G[i])
-    return total.sum()
+    return _sum_in_order(total)
 
 
-@njit(parallel=True, cache=True)
+@parallel_kernel()
 def code_decode_residual(idx, vals, D, c, X, out_activation, cross_entropy, scale, G):
     """:func:`_decode_residual_row` for every row of a compact code chosen elsewhere
     (a batch-level top-k; padding entries have the value 0 and are skipped) into
@@ -979,10 +1074,10 @@ def code_decode_residual(idx, vals, D, c, X, out_activation, cross_entropy, scal
         for i in range(blk * n // n_blocks, (blk + 1) * n // n_blocks):
             total[i] = _decode_residual_row(idx[i], vals[i], D, c, X[i], out_activation,
                                             cross_entropy, scale, G[i])
-    return total.sum()
+    return _sum_in_order(total)
 
 
-@njit(parallel=True, cache=True)
+@parallel_kernel()
 def remove_radial(G, A):
     """``G[i] -= (G[i] . A[i]) A[i]`` in place, row by row in parallel (rows of A of
     unit norm): the part of a gradient that would change the rows' norms.  The dot
@@ -998,7 +1093,7 @@ def remove_radial(G, A):
             g[f] -= t * a[f]
 
 
-@njit(parallel=True, cache=True)
+@parallel_kernel()
 def normalize_rows(A):
     """Scale each row of A to unit Euclidean norm in place (a zero row stays zero),
     row by row in parallel; the norms are summed in float64."""
@@ -1026,7 +1121,7 @@ def _mix64(z):
     return z ^ (z >> np.uint64(31))
 
 
-@njit(parallel=True, cache=True)
+@parallel_kernel()
 def bernoulli_mask(seed, keep, scale, out):
     """Fill ``out`` (2-D) with ``scale`` where a uniform draw is below ``keep`` (at a
     resolution of 2**-24) and 0 elsewhere.  Entry (i, j) is a hash of ``seed`` and
@@ -1050,7 +1145,7 @@ def bernoulli_mask(seed, keep, scale, out):
 # A stack of layers with a softmax output (the fine-tuning classifier)
 
 
-@njit(parallel=True, cache=True)
+@parallel_kernel()
 def topk_rows_dense(Z, bias, k, activation, idx, vals):
     """:func:`topk_rows` into ``idx, vals``, and ``Z`` overwritten, row by row while
     it is in cache, by the dense activated code (zeros off the top k): the forward
@@ -1068,7 +1163,7 @@ def topk_rows_dense(Z, bias, k, activation, idx, vals):
                 z[idx[i, p]] = vals[i, p]
 
 
-@njit(parallel=True, cache=True)
+@parallel_kernel()
 def softmax_residual(out, Y, scale):
     """Softmax cross-entropy of each row of the logits ``out`` against the rows of
     ``Y`` (one-hot, or any distribution over the classes); ``out`` is overwritten by
@@ -1092,7 +1187,7 @@ def softmax_residual(out, Y, scale):
             loss -= y[j] * v
             o[j] = (np.exp(v) - y[j]) * scale
         total[i] = loss
-    return total.sum()
+    return _sum_in_order(total)
 
 
 @njit(cache=True, inline="always")
@@ -1148,7 +1243,7 @@ def _topk_unit_grads_rows(indptr, pos, k, vals, dH, X, activation, gW, gb, dz, l
         gb[u] = s
 
 
-@njit(parallel=True, cache=True)
+@parallel_kernel()
 def topk_unit_grads(indptr, pos, k, vals, dH, X, activation, gW, gb, dz):
     """Backward pass of a top-k layer over its kept entries, one hidden unit per
     iteration; O(n k d).
@@ -1171,7 +1266,7 @@ def topk_unit_grads(indptr, pos, k, vals, dH, X, activation, gW, gb, dz):
                               blk * n_units // n_blocks, (blk + 1) * n_units // n_blocks)
 
 
-@njit(parallel=True, cache=True, fastmath={"reassoc", "contract"})
+@parallel_kernel(fastmath={"reassoc", "contract"})
 def compact_matmul(idx, vals, B, out):
     """``out = H @ B`` for a compact code H (row i holds ``vals[i, j]`` in column
     ``idx[i, j]``): each output row sums k rows of B; O(n k d)."""
