@@ -570,8 +570,9 @@ def fit_row(method, label, extractor, data, args, grid, log=print, progress=None
     """Fit one row of the table (:func:`table_rows`): train the feature extractor (each
     candidate setting where the method has several), choose ``C`` (and alpha for a
     k-sparse row) on the validation split, score the test set once.  Returns the row
-    (a dict of :data:`ROW_FIELDS`), the fitted extractor (``None`` for raw pixels) and
-    its validation accuracy."""
+    (a dict of :data:`ROW_FIELDS`), the fitted extractor (``None`` for raw pixels), its
+    validation accuracy and the line that reports the row (for the caller to print
+    once the row is saved)."""
     X_train, X_test, y_train, y_test = data
     t0 = time.perf_counter()
     settings_tried = candidates(method, args)
@@ -610,8 +611,8 @@ def fit_row(method, label, extractor, data, args, grid, log=print, progress=None
         extra += f", alpha={alpha:g}, {model.n_dead_units_} dead units"
     if chosen:
         extra += f", {_describe(chosen)}"
-    log(f"   test error {error:.2f}%, {fitted_in}total fit {fit_time:.1f} s, "
-        f"C={C:g}{extra}")
+    summary = (f"   test error {error:.2f}%, {fitted_in}total fit {fit_time:.1f} s, "
+               f"C={C:g}{extra}")
     if args.dataset != "mnist":
         paper = None
     elif method == "ksparse":
@@ -630,7 +631,7 @@ def fit_row(method, label, extractor, data, args, grid, log=print, progress=None
         "chosen": _describe(chosen) if chosen else "",
         "settings": settings(args),
     }
-    return row, extractor, val_acc
+    return row, extractor, val_acc, summary
 
 
 def _fit_row_in_worker(threads, model, row, args, data, grid):
@@ -679,16 +680,20 @@ def run(args, data, grid, extractors, rows, log=print, on_row=None, progress=Non
     finished = {}  # index in todo: (row, fitted extractor, validation accuracy)
 
     def finish(i, result):
-        finished[i] = result
+        # the row is saved before its line is printed: a Ctrl-C after the line has
+        # appeared finds the row on disk
+        *finished[i], summary = result
         rows[:] = [finished[j][0] for j in sorted(finished)]
         if on_row is not None:
             on_row(rows)
+        if summary:
+            log(summary)
 
     for i, (_, _, label) in enumerate(todo):
         if label in done:
             log(f"== {label} ({i + 1} of {len(todo)})")
             log(f"   kept from {Path(args.out) / 'results.csv'} (same settings; --resume)")
-            finish(i, (done[label], None, None))
+            finish(i, (done[label], None, None, None))
     left = [i for i in range(len(todo)) if i not in finished]
     # --n-jobs: the k-sparse rows of a k sweep run in worker processes, the rest in turn
     together = [i for i in left if todo[i][0] == "ksparse"]

@@ -121,12 +121,13 @@ def run_finetune(args, data, rows, log=print, on_row=None, progress=None):
                     val_error = round(100.0 * (1.0 - clf.best_validation_score_), 2)
                     best_epoch = 1 + max(range(clf.n_iter_),
                                          key=clf.validation_scores_.__getitem__)
-                    log(f"   test error {error:.2f}%, validation error {val_error:.2f}% at "
-                        f"epoch {best_epoch} of {clf.n_iter_}, {fit_time:.1f} s")
+                    summary = (f"   test error {error:.2f}%, validation error "
+                               f"{val_error:.2f}% at epoch {best_epoch} of {clf.n_iter_}, "
+                               f"{fit_time:.1f} s")
                 else:
                     val_error, best_epoch = None, clf.n_iter_
-                    log(f"   test error {error:.2f}% after {clf.n_iter_} epochs, "
-                        f"{fit_time:.1f} s")
+                    summary = (f"   test error {error:.2f}% after {clf.n_iter_} epochs, "
+                               f"{fit_time:.1f} s")
                 rows.append({
                     "network": label, "hidden_layers": depth, "init": init,
                     "test_error": round(error, 2), "validation_error": val_error,
@@ -134,8 +135,10 @@ def run_finetune(args, data, rows, log=print, on_row=None, progress=None):
                     "pretrain_time_s": round(pretrain_time, 2),
                     "fit_time_s": round(fit_time, 1),
                 })
+                # saved, then printed: a Ctrl-C after the line finds the row on disk
                 if on_row is not None:
                     on_row(rows)
+                log(summary)
     return rows
 
 

@@ -3,6 +3,7 @@
 import csv
 import io
 import re
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -490,6 +491,40 @@ def test_interrupted_fine_tuning_table_keeps_its_finished_rows(monkeypatch, caps
     with open(out / "finetune.csv") as f:
         assert len(list(csv.DictReader(f))) == 3
     assert not list(out.glob("*.tmp"))
+
+
+class _InterruptAfter(io.StringIO):
+    """A stdout that raises KeyboardInterrupt once a line holding ``text`` has been
+    written, as a person pressing Ctrl-C right after seeing it."""
+
+    def __init__(self, text):
+        super().__init__()
+        self.text = text
+        self.seen = False
+
+    def write(self, s):
+        n = super().write(s)
+        if not self.seen and self.text in self.getvalue():
+            self.seen = True
+            raise KeyboardInterrupt
+        return n
+
+
+@pytest.mark.parametrize("table, argv, name", [
+    ("features", ["--methods", "raw,ksparse", "--epochs", "2", "--n-components", "16",
+                  "--k", "4", "--C", "1"], "results.csv"),
+    ("fine-tune", ["--depths", "1", "--epochs", "2", "--n-components", "16", "--k", "4"],
+     "finetune.csv"),
+])
+def test_a_row_printed_is_a_row_saved(monkeypatch, tmp_path, table, argv, name):
+    # Ctrl-C just after the first row's "test error" line: that row is on disk
+    out = tmp_path / "out"
+    stdout = _InterruptAfter("   test error ")
+    monkeypatch.setattr(sys, "stdout", stdout)
+    assert main(["--table", table] + argv + ["--out", str(out)]) == 130
+    assert stdout.seen
+    with open(out / name) as f:
+        assert len(list(csv.DictReader(f))) == 1
 
 
 def test_progress_says_which_model_and_epoch(capsys):
