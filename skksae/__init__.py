@@ -4,6 +4,7 @@ from ._classifier import AutoencoderClassifier
 from ._denoising import DenoisingAutoencoder
 from ._ksparse import KSparseAutoencoder
 from ._plotting import filter_extent, filter_mosaic, plot_filters
+from ._precompile import precompile
 
 __all__ = [
     "AutoencoderClassifier",
@@ -12,5 +13,6 @@ __all__ = [
     "filter_extent",
     "filter_mosaic",
     "plot_filters",
+    "precompile",
 ]
 __version__ = "0.1.0"

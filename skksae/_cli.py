@@ -861,6 +861,10 @@ def parse_args(argv):
                    help="a k sweep's k-sparse rows train this many at a time, each in a "
                    "process of its own on an equal share of the threads (default 1: one "
                    "at a time on all of them); the other rows run in turn")
+    p.add_argument("--precompile", action="store_true",
+                   help="compile every kernel for this processor into Numba's cache "
+                   "(float32 and float64), report the seconds and exit; for image and "
+                   "cluster builds (skksae.precompile)")
     args = p.parse_args(argv)
     if args.epochs is not None:
         for key in ("ksparse_epochs", "dae_epochs", "rbm_epochs", "filter_epochs",
@@ -921,8 +925,34 @@ def _unique(values):
     return list(dict.fromkeys(values))
 
 
+def precompile_command():
+    """``--precompile``: compile every kernel and print what it took."""
+    from ._precompile import precompile
+
+    print("compiling every kernel for this CPU into Numba's cache (float32, float64) ...",
+          flush=True)
+    report = precompile()
+    for name, seconds in report["kernels"].items():
+        print(f"  {seconds:6.2f} s  {name}")
+    print(f"{len(report['kernels'])} kernels compiled in {report['wall']:.1f} s "
+          "(kernels already cached are loaded, not listed)")
+    return 0
+
+
+def say_if_cold(dtype):
+    """One line on stderr when Numba's cache holds no kernel for this CPU yet."""
+    from ._precompile import cache_is_warm
+
+    if cache_is_warm(dtype) is False:
+        print("skksae: compiling its kernels for this CPU, once (about 10-30 s on two "
+              "cores; cached for every later run, see --precompile)", file=sys.stderr,
+              flush=True)
+
+
 def main(argv=None):
     args = parse_args(sys.argv[1:] if argv is None else argv)
+    if args.precompile:
+        return precompile_command()
     start = time.perf_counter()
     try:
         # everything a user can get wrong is checked before any training
@@ -934,6 +964,7 @@ def main(argv=None):
     except UsageError as exc:
         print(f"skksae: error: {exc}", file=sys.stderr)
         return 2
+    say_if_cold(data[0].dtype)
     rows, ft_rows = [], []
     budget = search_budget(args)
     on_row = None if not args.out else (lambda rows: write_results(

@@ -604,3 +604,21 @@ def test_resume_with_an_unreadable_results_file_is_one_line(capsys, tmp_path):
     (out / "results.csv").write_bytes(b"method,settings\n\xff\xfe not text\n")
     assert main(["--methods", "raw", "--C", "1", "--out", str(out), "--resume"]) == 2
     assert "--resume: cannot read" in _one_error_line(capsys)
+
+
+def test_precompile_flag_compiles_and_reports(capsys):
+    assert main(["--precompile"]) == 0
+    out = capsys.readouterr().out
+    assert "compiling every kernel for this CPU" in out
+    assert re.search(r"\d+ kernels compiled in \d+\.\d s", out)
+
+
+@pytest.mark.parametrize("warm, said", [(False, True), (True, False), (None, False)])
+def test_one_line_when_the_cache_is_empty(monkeypatch, capsys, warm, said):
+    from skksae import _precompile
+
+    monkeypatch.setattr(_precompile, "cache_is_warm", lambda dtype: warm)
+    _cli.say_if_cold(np.float32)
+    err = capsys.readouterr().err
+    assert ("compiling its kernels for this CPU, once" in err) is said
+    assert err.count("\n") == int(said)
