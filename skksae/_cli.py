@@ -944,9 +944,9 @@ def say_if_cold(dtype):
     from ._precompile import cache_is_warm
 
     if cache_is_warm(dtype) is False:
-        print("skksae: compiling its kernels for this CPU, once (about 10-30 s on two "
-              "cores; cached for every later run, see --precompile)", file=sys.stderr,
-              flush=True)
+        print("skksae: compiling its kernels for this CPU, once (about 10 s on two "
+              "cores for the digits, 30 s for larger data; cached for every later run, "
+              "see --precompile)", file=sys.stderr, flush=True)
 
 
 def main(argv=None):
