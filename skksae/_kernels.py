@@ -121,7 +121,10 @@ class _Kernel:
                                     fn.__defaults__, fn.__closure__)
         twin.__qualname__ = fn.__qualname__ + "_serial"
         twin.__module__ = fn.__module__
-        self.serial = njit(cache=True, nogil=True, **options)(twin)
+        # Numba compiles a parallel loop's body with NumPy's error model (a division
+        # by zero gives inf, it raises nothing), which lets its loops vectorise; the
+        # serial twin gets the same
+        self.serial = njit(cache=True, nogil=True, error_model="numpy", **options)(twin)
 
     def __call__(self, *args):
         return self.parallel(*args)
@@ -966,9 +969,11 @@ def unit_backward(indptr, pos, k, vals, G, X, D, activation, tied, gW, gD, gb, c
                     _update_block(solver, D[u], sD1[u], sD2[u], dd, rate, beta1, beta2, epsilon)
 
 
-# Compiled on its own, with its callers' liberties, rather than inlined into them:
-# its vectorised loss sum then has one form in the parallel and the serial kernels.
-@njit(cache=True, fastmath={"reassoc", "contract"})
+# Compiled on its own, with its callers' liberties and the error model of a parallel
+# loop's body (without it a division's zero check keeps the loops from vectorising),
+# rather than inlined into them: its vectorised loss sum then has one form in the
+# parallel and the serial kernels.
+@njit(cache=True, fastmath={"reassoc", "contract"}, error_model="numpy")
 def _residual_row(o, x, activation, cross_entropy, scale):
     """Apply the output activation to the row ``o`` in place, then overwrite it with
     the gradient of the row's loss times ``scale`` with respect to the output

@@ -118,3 +118,35 @@ def test_work_chooses_the_serial_kernels_below_the_threshold():
     expected = out.copy()
     K.gather_rows.parallel(X, np.arange(40)[::-1].copy(), np.zeros(8), out)
     np.testing.assert_array_equal(out, expected)
+
+
+@pytest.mark.filterwarnings("ignore::sklearn.exceptions.ConvergenceWarning")
+@pytest.mark.parametrize("make", [
+    lambda: KSparseAutoencoder(40, k=5, max_iter=3, random_state=0),
+    lambda: KSparseAutoencoder(40, k=5, max_iter=3, solver="sgd", tied_weights=False,
+                               activation="relu", batch_topk=True, random_state=0),
+    lambda: DenoisingAutoencoder(40, activation="sigmoid", loss="cross_entropy",
+                                 max_iter=3, random_state=0),
+    lambda: AutoencoderClassifier([KSparseAutoencoder(40, k=5, max_iter=1)], max_iter=3,
+                                  dropout=0.1, random_state=0),
+])
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_serial_and_parallel_kernels_give_the_same_bits(make, dtype):
+    rng = np.random.RandomState(0)
+    X = rng.rand(300, 50).astype(dtype)
+    y = rng.randint(0, 3, 300)
+    fitted = []
+    for work in (0, K.PARALLEL_MIN_WORK):
+        with K.work(work):
+            model = make().fit(X, y)
+            out = (model.predict_proba(X) if hasattr(model, "predict_proba")
+                   else model.transform(X))
+        fitted.append((model, out))
+    (a, out_a), (b, out_b) = fitted
+    np.testing.assert_array_equal(out_a, out_b)
+    assert a.loss_curve_ == b.loss_curve_
+    for name in ("components_", "intercept_hidden_", "intercept_visible_"):
+        if hasattr(a, name):
+            np.testing.assert_array_equal(getattr(a, name), getattr(b, name))
+    for ca, cb in zip(getattr(a, "coefs_", []), getattr(b, "coefs_", [])):
+        np.testing.assert_array_equal(ca, cb)
