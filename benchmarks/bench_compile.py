@@ -65,21 +65,12 @@ print(f"{skksae.precompile()['wall']:.2f}")
 MAIN = """
 import contextlib, io, json
 from numba.core import event
-seconds, depth, started = {}, 0, 0.0
 with event.install_recorder("numba:compile") as rec:
     from skksae import _cli
     with contextlib.redirect_stdout(io.StringIO()), contextlib.redirect_stderr(io.StringIO()):
         status = _cli.main([])
-for ts, ev in rec.buffer:
-    if ev.is_start:
-        depth += 1
-        if depth == 1:
-            started = ts
-    else:
-        if depth == 1:
-            name = ev.data["dispatcher"].py_func.__qualname__
-            seconds[name] = seconds.get(name, 0.0) + ts - started
-        depth -= 1
+from skksae._precompile import top_level_seconds
+seconds = top_level_seconds(rec.buffer)
 print(json.dumps({"status": status, "compile": seconds}))
 """
 

@@ -78,9 +78,6 @@ def _compile(dtypes, modes):
     seconds of each top-level kernel."""
     from numba.core import event
 
-    seconds = {}
-    depth = 0
-    started = 0.0
     with event.install_recorder("numba:compile") as rec, warnings.catch_warnings(), \
             contextlib.redirect_stdout(io.StringIO()):
         warnings.simplefilter("ignore")
@@ -90,7 +87,16 @@ def _compile(dtypes, modes):
                 # PARALLEL_MIN_WORK, the parallel ones (nested blocks keep it)
                 with K.work(0 if serial else K.PARALLEL_MIN_WORK):
                     _exercise(np.dtype(dtype).type)
-    for ts, ev in rec.buffer:
+    return top_level_seconds(rec.buffer)
+
+
+def top_level_seconds(buffer):
+    """Seconds per top-level kernel from a recorder's buffer of Numba's
+    "numba:compile" events (a kernel's helpers are compiled inside its event)."""
+    seconds = {}
+    depth = 0
+    started = 0.0
+    for ts, ev in buffer:
         if ev.is_start:
             depth += 1
             if depth == 1:

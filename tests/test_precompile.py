@@ -14,7 +14,6 @@ from numba.core import event
 from skksae import (AutoencoderClassifier, DenoisingAutoencoder, KSparseAutoencoder,
                     precompile)
 from skksae import _kernels as K
-from skksae._precompile import cache_is_warm
 
 
 def _compiled_during(fn):
