@@ -117,20 +117,29 @@ class _Kernel:
         self.__doc__ = fn.__doc__
         self.__name__ = fn.__name__
         self.parallel = njit(parallel=True, cache=True, **options)(fn)
-        twin = pytypes.FunctionType(fn.__code__, fn.__globals__, fn.__name__,
-                                    fn.__defaults__, fn.__closure__)
-        twin.__qualname__ = fn.__qualname__ + "_serial"
-        twin.__module__ = fn.__module__
         # Numba compiles a parallel loop's body with NumPy's error model (a division
         # by zero gives inf, it raises nothing), which lets its loops vectorise; the
         # serial twin gets the same
-        self.serial = njit(cache=True, nogil=True, error_model="numpy", **options)(twin)
+        self.serial = _compiled_copy(fn, "_serial", nogil=True, error_model="numpy",
+                                     **options)
 
     def __call__(self, *args):
         return self.parallel(*args)
 
     def __repr__(self):
         return f"<skksae kernel {self.__name__}>"
+
+
+def _compiled_copy(fn, suffix, **options):
+    """``fn`` compiled (and cached) with ``options`` under the name ``fn`` +
+    ``suffix``: Numba's cache tells functions apart by name and code, not by compile
+    options, so two compilations of one source need two names."""
+    copy = pytypes.FunctionType(fn.__code__, fn.__globals__, fn.__name__,
+                                fn.__defaults__, fn.__closure__)
+    copy.__qualname__ = fn.__qualname__ + suffix
+    copy.__module__ = fn.__module__
+    copy.__doc__ = fn.__doc__
+    return njit(cache=True, **options)(copy)
 
 
 def parallel_kernel(**options):
@@ -310,12 +319,14 @@ def gemm(A, trans_a, B, trans_b, C, beta, n_threads):
     by_rows = n >= m
     n_blocks = max(1, min(n_threads, (n if by_rows else m) // 32))
     for blk in prange(n_blocks):
+        # one call with int64 bounds: a literal 0 in a call would type _gemm_block
+        # once more (a literal is a type of its own)
+        r0, r1, c0, c1 = np.int64(0), n, np.int64(0), m
         if by_rows:
-            _gemm_block(A, trans_a, B, trans_b, C, beta,
-                        blk * n // n_blocks, (blk + 1) * n // n_blocks, 0, m)
+            r0, r1 = blk * n // n_blocks, (blk + 1) * n // n_blocks
         else:
-            _gemm_block(A, trans_a, B, trans_b, C, beta,
-                        0, n, blk * m // n_blocks, (blk + 1) * m // n_blocks)
+            c0, c1 = blk * m // n_blocks, (blk + 1) * m // n_blocks
+        _gemm_block(A, trans_a, B, trans_b, C, beta, r0, r1, c0, c1)
 
 
 @njit(cache=True)
@@ -660,7 +671,8 @@ def encode_topk_dense(X, W, bias, k, activation, H, chunk):
     for ch in prange(n_chunks):
         lo = ch * chunk
         hi = min(n, lo + chunk)
-        _gemm_block(X, False, W, True, H, 0.0, lo, hi, 0, m)
+        # flags and bound as run-time values, not literals: gemm's specialisation
+        _gemm_block(X, np.bool_(False), W, np.bool_(True), H, 0.0, lo, hi, np.int64(0), m)
         buffers = _selection_buffers(m, k, H)
         _topk_dense_rows(H, bias, k, activation, lo, hi, *buffers)
 
@@ -779,8 +791,7 @@ _TINY32 = float(np.finfo(np.float32).tiny)
 _TINY64 = float(np.finfo(np.float64).tiny)
 
 
-@njit(cache=True, inline="always")
-def _update_block(solver, w, s1, s2, g, rate, beta1, beta2, epsilon, l2=0.0):
+def _optimizer_step(solver, w, s1, s2, g, rate, beta1, beta2, epsilon, l2=0.0):
     """One optimizer step on a 1-D slice, computed in the slice's precision.
 
     SGD with momentum: ``s1`` is the velocity, ``rate`` the learning rate and
@@ -820,6 +831,15 @@ def _update_block(solver, w, s1, s2, g, rate, beta1, beta2, epsilon, l2=0.0):
             s1[i] = mi
             s2[i] = vi
             w[i] -= rate * mi / (np.sqrt(vi) + epsilon)
+
+
+# Compiled on their own once for each set of liberties of their callers (with which
+# they were inlined into them before): the weights' step fused into unit_backward
+# (re-association, fused multiply-adds) and the plain one of optimizer_update; both
+# with the error model of a parallel loop's body.
+_update_block = _compiled_copy(_optimizer_step, "_plain", error_model="numpy")
+_update_block_fused = _compiled_copy(_optimizer_step, "_fused", error_model="numpy",
+                                     fastmath={"reassoc", "contract"})
 
 
 @njit(cache=True, fastmath={"reassoc"})
@@ -884,12 +904,13 @@ def _add_rows(o, idx_row, vals_row, B):
         j2 = _next_nonzero(vals_row, j1 + 1) if j1 < k else k
         j3 = _next_nonzero(vals_row, j2 + 1) if j2 < k else k
         if j3 == k:  # fewer than four left: one pass each
-            for j in (j0, j1, j2):
-                if j < k:
-                    a = vals_row[j]
-                    r = B[idx_row[j]]
-                    for f in range(o.shape[0]):
-                        o[f] += a * r[f]
+            j = j0
+            while j < k:
+                a = vals_row[j]
+                r = B[idx_row[j]]
+                for f in range(o.shape[0]):
+                    o[f] += a * r[f]
+                j = _next_nonzero(vals_row, j + 1)
             return
         _add4(o, vals_row[j0], B[idx_row[j0]], vals_row[j1], B[idx_row[j1]],
               vals_row[j2], B[idx_row[j2]], vals_row[j3], B[idx_row[j3]])
@@ -964,9 +985,11 @@ def unit_backward(indptr, pos, k, vals, G, X, D, activation, tied, gW, gD, gb, c
             gb[u] = s
             counts[u] = active
             if solver != 0:
-                _update_block(solver, W[u], sW1[u], sW2[u], w, rate, beta1, beta2, epsilon)
+                _update_block_fused(solver, W[u], sW1[u], sW2[u], w, rate, beta1, beta2,
+                                    epsilon, 0.0)
                 if not tied:
-                    _update_block(solver, D[u], sD1[u], sD2[u], dd, rate, beta1, beta2, epsilon)
+                    _update_block_fused(solver, D[u], sD1[u], sD2[u], dd, rate, beta1,
+                                        beta2, epsilon, 0.0)
 
 
 # Compiled on its own, with its callers' liberties and the error model of a parallel
