@@ -28,11 +28,10 @@ them.
 """
 
 import contextlib
-import types as pytypes
-
 import os
 import sys
 import threading
+import types as pytypes
 
 import numpy as np
 import threadpoolctl
@@ -151,11 +150,11 @@ def parallel_kernel(**options):
 def call(kernel, *args):
     """Call a kernel: a :class:`_Kernel`'s serial or parallel version (see
     :func:`work`), the parallel one while holding the module lock."""
+    _cap_threads()
     if isinstance(kernel, _Kernel):
         if _serial():
             return kernel.serial(*args)
         kernel = kernel.parallel
-    _cap_threads()
     with _LOCK:
         return kernel(*args)
 
