@@ -1,8 +1,8 @@
 """The estimator base class shared by the autoencoders: fit, partial_fit, transform."""
 
-import time
 import warnings
-from numbers import Integral, Real
+from collections import namedtuple
+from numbers import Integral
 
 import numpy as np
 import scipy.sparse as sp
@@ -17,55 +17,25 @@ from sklearn.utils import check_array, check_random_state
 from sklearn.utils._param_validation import Interval, StrOptions
 from sklearn.utils.validation import check_is_fitted, validate_data
 
-from . import _engine, _progress
+from . import _centre, _optim, _training
+from ._networks import AutoencoderNet, copy_state, init_params
+from ._networks._common import activate_dense
+from ._training import TRAINING_CONSTRAINTS, StopRule, keep_state_on_error
 
 _FLOATS = [np.float64, np.float32]
 
-
-def keep_state_on_error(estimator, method, *args):
-    """Run ``method(*args)``; if it raises, put every attribute of ``estimator`` back
-    as it was, so that bad input or a diverging run leaves a fitted model intact."""
-    saved = dict(estimator.__dict__)
-    try:
-        return method(*args)
-    except BaseException:
-        estimator.__dict__.clear()
-        estimator.__dict__.update(saved)
-        raise
-
-
-def warn_not_converged(max_iter):
-    """The ConvergenceWarning of a stochastic optimizer stopped by ``max_iter``
-    (MLPClassifier's wording)."""
-    warnings.warn(
-        f"Stochastic optimizer: maximum iterations ({max_iter}) reached and the "
-        "optimization hasn't converged yet.",
-        ConvergenceWarning,
-    )
-
-
-# The constraints of the training options every estimator on the engine shares
-# (the autoencoders and the classifier).
-TRAINING_CONSTRAINTS = {
-    "solver": [StrOptions({"sgd", "adam"})],
-    "learning_rate": [Interval(Real, 0, None, closed="neither")],
-    "learning_rate_schedule": [StrOptions({"constant", "linear"})],
-    "momentum": [Interval(Real, 0, 1, closed="left")],
-    "batch_size": [Interval(Integral, 1, None, closed="left")],
-    "max_iter": [Interval(Integral, 1, None, closed="left")],
-    "tol": [Interval(Real, 0, None, closed="left")],
-    "n_iter_no_change": [Interval(Integral, 1, None, closed="left")],
-    "shuffle": ["boolean"],
-    "warm_start": ["boolean"],
-    "random_state": ["random_state"],
-    "verbose": ["verbose"],
-}
+EncoderLayer = namedtuple("EncoderLayer", "activation k W b")
+EncoderLayer.__doc__ = """A fitted autoencoder's encoder as one layer of a network:
+``activation`` ("linear", "relu" or "sigmoid"), ``k`` (units kept per sample; None:
+all), and the weights ``W`` of shape (n_components, n_features) and bias ``b`` with the
+input mean folded in (``h = act(select_k(x W^T + b))`` on the data as it is; None
+for an unfitted autoencoder)."""
 
 
 class _BaseAutoencoder(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstimator):
     """Base class: everything but the architecture choices lives here.
 
-    Subclasses define ``_engine_options()`` (activation, loss, corruption), the hidden
+    Subclasses define ``_network_options()`` (activation, loss, corruption), the hidden
     layer's ``_train_k(epoch)`` and ``_transform_k()``, ``_init_std(n_features)`` and
     ``_check_data(X)`` for model-specific input checks.
     """
@@ -79,22 +49,42 @@ class _BaseAutoencoder(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEs
     }
 
     # ---------------------------------------------------------------- helpers
-    def _make_engine(self, mean, tied=None):
-        """The engine for the current parameters and an input ``mean`` (None: no
+    def _make_network(self, mean, tied=None, threshold=None):
+        """The network for the current parameters and an input ``mean`` (None: no
         centring); ``tied`` defaults to the parameter (fitting) and is the fitted
         model's own structure when encoding or decoding."""
-        return _engine.Engine(
+        return AutoencoderNet(
             tied=self.tied_weights if tied is None else tied,
-            solver=self.solver,
-            learning_rate=self.learning_rate,
-            momentum=self.momentum,
             mean=mean,
-            **self._engine_options(),
+            threshold=threshold,
+            **self._network_options(),
         )
 
-    def _fitted_engine(self):
-        """The engine of the fitted model, for encoding, decoding and scoring."""
-        return self._make_engine(self.mean_, self._fitted_tied())
+    def _fitted_network(self):
+        """The network of the fitted model, for encoding, decoding and scoring."""
+        return self._make_network(self.mean_, self._fitted_tied(),
+                                  getattr(self, "threshold_", None))
+
+    def _make_optimizer(self, state):
+        return _optim.make_optimizer(self.solver, self.learning_rate, self.momentum, state)
+
+    def _encoder_layer(self, dtype=None, k="transform"):
+        """The encoder as one layer of a network (an :class:`EncoderLayer`): what
+        :class:`~skksae.AutoencoderClassifier` stacks, and what an exporter reads.
+
+        ``k`` is "transform" (the units :meth:`transform` keeps) or "train" (the
+        training ``k``); a ``k`` that keeps every unit is None.  ``W`` and ``b`` are
+        the fitted weights in ``dtype`` (default: the fitted dtype) with the input
+        mean folded into ``b``; None when the model is not fitted."""
+        kept = self._transform_k() if k == "transform" else self._train_k(None)
+        if kept is not None and kept >= self.n_components:
+            kept = None
+        if not hasattr(self, "components_"):
+            return EncoderLayer(self.activation, kept, None, None)
+        dtype = self.components_.dtype if dtype is None else dtype
+        folded = self._fitted_network().inference_params(self._params_as(dtype))
+        return EncoderLayer(self.activation, kept, np.array(folded["W"], dtype=dtype, order="C"),
+                            np.array(folded["b"], dtype=dtype))
 
     def _validate_X(self, X, reset):
         X = validate_data(
@@ -137,8 +127,8 @@ class _BaseAutoencoder(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEs
         if kind is None:
             return None
         if kind == "mean":
-            return _engine.column_means(X).astype(dtype)
-        median, converged = _engine.geometric_median(X)
+            return _centre.column_means(X).astype(dtype)
+        median, converged = _centre.geometric_median(X)
         if not converged:
             warnings.warn(
                 "The geometric median's Weiszfeld iteration did not converge; its last "
@@ -177,7 +167,7 @@ class _BaseAutoencoder(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEs
         self._n_features_out = self.components_.shape[0]
 
     def _fresh_state(self, n_features, dtype, rng):
-        params = _engine.init_params(
+        params = init_params(
             rng,
             self.n_components,
             n_features,
@@ -186,7 +176,7 @@ class _BaseAutoencoder(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEs
             self._init_std(n_features),
             unit_norm=getattr(self, "normalize_decoder", False),
         )
-        return params, _engine.init_optimizer(params, self.solver)
+        return params, self._make_optimizer(None).add_slots(params, params)
 
     def _can_continue(self):
         """True when the fitted state can be trained further with the current params."""
@@ -197,7 +187,7 @@ class _BaseAutoencoder(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEs
             and getattr(self, "_fitted_center", "mean" if self.mean_ is not None else None)
             == self._center_kind()
             and set(self._optimizer_state)
-            == set(_engine.optimizer_keys(self._params(), self.solver))
+            == set(_optim.state_keys(self.solver, self._params()))
         )
 
     def _learning_rate(self, epoch):
@@ -214,17 +204,17 @@ class _BaseAutoencoder(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEs
     def _recentred(self, params, new_mean):
         """Fitted ``params`` moved to a new input mean (``recentre``), in place."""
         if new_mean is not None:
-            cross_entropy = self._engine_options()["loss"] == "cross_entropy"
-            _engine.recentre(params, self.mean_, new_mean, cross_entropy)
+            cross_entropy = self._network_options()["loss"] == "cross_entropy"
+            _centre.recentre(params, self.mean_, new_mean, cross_entropy)
         return params
 
-    def _commit_threshold(self, engine):
+    def _commit_threshold(self, network):
         """``threshold_`` of a model with a ``batch_topk`` option: the mean of the
         smallest activation each batch of the last epoch kept (None without batch
         top-k)."""
         if not hasattr(self, "batch_topk"):
             return
-        minima = engine.batch_minima if self.batch_topk else None
+        minima = network.batch_minima if self.batch_topk else None
         self.threshold_ = float(np.mean(minima)) if minima else None
 
     def _since_fired(self):
@@ -241,31 +231,6 @@ class _BaseAutoencoder(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEs
         (the training data of the call: an epoch)."""
         window = getattr(self, "dead_window", None)
         return n_samples if window is None else window
-
-    def _epoch(self, engine, params, opt, X, epoch, rng, n_epochs, since):
-        """Training epoch ``epoch`` (0-based, the schedule's index) of the
-        ``n_epochs`` this call may reach; reported to :mod:`._progress`.  ``since``
-        counts the samples since each unit was last selected (updated in place)."""
-        loss, counts = self._run_epoch(engine, params, opt, X, epoch, rng, since)
-        _progress.epoch_done(self, epoch + 1, n_epochs)
-        return loss, counts
-
-    def _run_epoch(self, engine, params, opt, X, epoch, rng, since):
-        k = self._train_k(epoch)
-        engine.learning_rate = self._learning_rate(epoch)
-        engine.dead_window = self._dead_window(X.shape[0])
-        t0 = time.perf_counter()
-        loss, counts = engine.run_epoch(
-            params, opt, X, k, self.batch_size, self.shuffle, rng, since=since
-        )
-        if self.verbose:
-            kk = "all" if k is None else k
-            print(
-                f"Iteration {epoch + 1}, loss = {loss:.8f}, k = {kk}, "
-                f"learning rate = {engine.learning_rate:.3g}, "
-                f"time = {time.perf_counter() - t0:.2f}s"
-            )
-        return loss, counts
 
     # ------------------------------------------------------------------- API
     @_fit_context(prefer_skip_nested_validation=True)
@@ -285,59 +250,92 @@ class _BaseAutoencoder(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEs
         self : object
             The fitted estimator.
         """
-        return keep_state_on_error(self, self._fit, X)
+        return keep_state_on_error(self, self._fit, X, False)
 
-    def _fit(self, X):
+    def _fit(self, X, incremental):
+        """:meth:`fit` (``incremental=False``: ``max_iter`` epochs, from the fitted
+        state with ``warm_start``) and :meth:`partial_fit` (one epoch, from the fitted
+        state)."""
+        fitted = hasattr(self, "components_")
+        if incremental and fitted:
+            # scikit-learn's _fit_context skips the constraints once the estimator is
+            # fitted; a parameter changed by set_params since would go unchecked, and
+            # one check costs nothing beside an epoch
+            self._validate_params()
         self._check_params()
-        continuing = self.warm_start and self._can_continue()
+        if incremental and fitted and not self._can_continue():
+            raise ValueError(
+                "partial_fit cannot continue: n_components, tied_weights, solver or "
+                "center changed since the model was fitted. Call fit to start again."
+            )
+        continuing = fitted and (incremental or (self.warm_start and self._can_continue()))
         X = self._validate_X(X, reset=not continuing)
         self._check_data(X)
         if continuing:
-            dtype = self.components_.dtype
-            mean = self._input_mean(X, dtype)
-            params = self._recentred(_engine.copy_state(self._params_as(dtype)), mean)
-            opt = _engine.copy_state(self._optimizer_state)
-            rng = check_random_state(self.random_state)
-            loss_curve = list(self.loss_curve_)
-            since = self._since_fired()
+            params, optimizer, rng, mean, n_seen = self._continued(X, incremental)
+            loss_curve, since = list(self.loss_curve_), self._since_fired()
         else:
-            dtype = X.dtype
-            mean = self._input_mean(X, dtype)
+            mean = self._input_mean(X, X.dtype)
             rng = check_random_state(self.random_state)
-            params, opt = self._fresh_state(X.shape[1], dtype, rng)
-            loss_curve = []
+            params, optimizer = self._fresh_state(X.shape[1], X.dtype, rng)
+            loss_curve, n_seen = [], X.shape[0]
             since = np.zeros(self.n_components, dtype=np.int64)
-        engine = self._make_engine(mean)
-        start_epoch = len(loss_curve) if continuing else 0
-        best, no_improvement, stopped = np.inf, 0, False
-        schedule_end = self._schedule_end()
-        for epoch in range(self.max_iter):
-            loss, counts = self._epoch(engine, params, opt, X, start_epoch + epoch, rng,
-                                       start_epoch + self.max_iter, since)
-            loss_curve.append(loss)
-            if start_epoch + epoch + 1 < schedule_end:
-                continue  # k is still decreasing: the loss is expected to rise
-            if loss > best - self.tol:
-                no_improvement += 1
-            else:
-                no_improvement = 0
-            best = min(best, loss)
-            if no_improvement >= self.n_iter_no_change:
-                stopped = True
-                if self.verbose:
-                    print(
-                        f"Training loss did not improve more than tol={self.tol} for "
-                        f"{self.n_iter_no_change} consecutive epochs. Stopping."
-                    )
-                break
-        self._commit(params, opt, rng, mean, X.shape[0], since)
-        self._commit_threshold(engine)
+        network = self._make_network(mean)
+        network.since = since
+        dead_window = self._dead_window(X.shape[0])
+
+        def one_epoch(epoch):
+            network.k = self._train_k(epoch)
+            network.dead_window = dead_window
+            optimizer.learning_rate = self._learning_rate(epoch)
+            loss = _training.run_epoch(network, params, optimizer, X,
+                                       batch_size=self.batch_size, shuffle=self.shuffle,
+                                       rng=rng)
+            kk = "all" if network.k is None else network.k
+            return loss, f", k = {kk}, learning rate = {optimizer.learning_rate:.3g}"
+
+        stop = None if incremental else StopRule(self.tol, self.n_iter_no_change)
+        _training.train(self, one_epoch, loss_curve, 1 if incremental else self.max_iter,
+                        stop=stop, patience_from=self._schedule_end())
+        self._commit(params, optimizer.state, rng, mean, n_seen, since)
+        self._commit_threshold(network)
         self.n_iter_ = len(loss_curve)  # with warm_start, epochs of earlier fits count too
         self.loss_curve_ = loss_curve
-        self.n_dead_units_ = int(np.count_nonzero(since >= self._dead_window(X.shape[0])))
-        if not stopped:
-            warn_not_converged(self.max_iter)
+        self.n_dead_units_ = int(np.count_nonzero(since >= dead_window))
         return self
+
+    def _continued(self, X, incremental):
+        """The fitted state to train further on X: (params, optimizer, rng, mean,
+        samples seen).  :meth:`partial_fit` goes on with a copy of the fitted
+        generator and a running centre; :meth:`fit` (``warm_start``) draws from
+        ``random_state`` again and centres on this X."""
+        if incremental:
+            rng = np.random.RandomState()
+            # a copy of the generator, so that a failure leaves ours untouched
+            rng.set_state(self._random_state.get_state())
+            n_seen = self.n_samples_seen_ + X.shape[0]
+            mean = self._running_centre(X, n_seen)
+        else:
+            rng = check_random_state(self.random_state)
+            n_seen = X.shape[0]
+            mean = self._input_mean(X, self.components_.dtype)
+        params = self._recentred(copy_state(self._params()), mean)
+        optimizer = self._make_optimizer(copy_state(self._optimizer_state))
+        return params, optimizer, rng, mean, n_seen
+
+    def _running_centre(self, X, n_seen):
+        """The centre after a :meth:`partial_fit` chunk X, ``n_seen`` samples in all."""
+        if self._center_kind() == "geometric_median":
+            # no running update: the first call's centre is kept (the decoder bias
+            # learns from there)
+            return self.mean_
+        if not self.center:
+            return None
+        # the running mean of every sample seen, as IncrementalPCA keeps it;
+        # unchanged, bit for bit, by a chunk whose mean equals it
+        old = self.mean_.astype(np.float64)
+        chunk = self._input_mean(X, self.mean_.dtype).astype(np.float64)
+        return (old + (chunk - old) * (X.shape[0] / n_seen)).astype(self.mean_.dtype)
 
     @_fit_context(prefer_skip_nested_validation=True)
     def partial_fit(self, X, y=None):
@@ -359,59 +357,7 @@ class _BaseAutoencoder(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEs
         self : object
             The fitted estimator.
         """
-        return keep_state_on_error(self, self._partial_fit, X)
-
-    def _partial_fit(self, X):
-        first = not hasattr(self, "components_")
-        if not first:
-            # scikit-learn's _fit_context skips the constraints once the estimator is
-            # fitted; a parameter changed by set_params since would go unchecked, and
-            # one check costs nothing beside an epoch
-            self._validate_params()
-        self._check_params()
-        if not first and not self._can_continue():
-            raise ValueError(
-                "partial_fit cannot continue: n_components, tied_weights, solver or "
-                "center changed since the model was fitted. Call fit to start again."
-            )
-        X = self._validate_X(X, reset=first)
-        self._check_data(X)
-        if first:
-            mean = self._input_mean(X, X.dtype)
-            rng = check_random_state(self.random_state)
-            params, opt = self._fresh_state(X.shape[1], X.dtype, rng)
-            n_iter, loss_curve, n_seen = 0, [], X.shape[0]
-            since = np.zeros(self.n_components, dtype=np.int64)
-        else:
-            rng = self._random_state
-            n_seen = self.n_samples_seen_ + X.shape[0]
-            mean = None
-            if self._center_kind() == "geometric_median":
-                # no running update: the first call's centre is kept (the decoder bias
-                # learns from there)
-                mean = self.mean_
-            elif self.center:
-                # the running mean of every sample seen, as IncrementalPCA keeps it;
-                # unchanged, bit for bit, by a chunk whose mean equals it
-                old = self.mean_.astype(np.float64)
-                chunk = self._input_mean(X, self.mean_.dtype).astype(np.float64)
-                mean = (old + (chunk - old) * (X.shape[0] / n_seen)).astype(self.mean_.dtype)
-            params = self._recentred(_engine.copy_state(self._params()), mean)
-            opt = _engine.copy_state(self._optimizer_state)
-            n_iter, loss_curve = self.n_iter_, list(self.loss_curve_)
-            since = self._since_fired()
-            # keep a copy of the generator so that a failure leaves ours untouched
-            rng_state = rng.get_state()
-            rng = np.random.RandomState()
-            rng.set_state(rng_state)
-        engine = self._make_engine(mean)
-        loss, counts = self._epoch(engine, params, opt, X, n_iter, rng, n_iter + 1, since)
-        self._commit(params, opt, rng, mean, n_seen, since)
-        self._commit_threshold(engine)
-        self.n_iter_ = n_iter + 1
-        self.loss_curve_ = loss_curve + [loss]
-        self.n_dead_units_ = int(np.count_nonzero(since >= self._dead_window(X.shape[0])))
-        return self
+        return keep_state_on_error(self, self._fit, X, True)
 
     def transform(self, X):
         """Encode X: the hidden codes, with at most the transform k nonzeros per row.
@@ -429,7 +375,7 @@ class _BaseAutoencoder(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEs
         check_is_fitted(self)
         X = self._validate_X(X, reset=False)
         params = self._params_as(X.dtype)
-        return self._fitted_engine().encode(
+        return self._fitted_network().encode(
             params, X, self._transform_k(), sparse_output=self.sparse_output
         )
 
@@ -448,7 +394,7 @@ class _BaseAutoencoder(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEs
         """
         check_is_fitted(self)
         H = self._validate_codes(X)
-        return self._fitted_engine().decode(self._params_as(H.dtype), H)
+        return self._fitted_network().decode(self._params_as(H.dtype), H)
 
     def _validate_codes(self, H):
         H = check_array(H, accept_sparse=("csr", "csc"), dtype=_FLOATS)
@@ -482,21 +428,20 @@ class _BaseAutoencoder(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEs
         check_is_fitted(self)
         X = self._validate_X(X, reset=False)
         self._check_data(X)
-        engine = self._fitted_engine()
-        params = engine.inference_params(self._params_as(X.dtype))
+        network = self._fitted_network()
+        params = network.inference_params(self._params_as(X.dtype))
         k = self._train_k(None)
-        mean = _engine.column_means(X)
+        mean = _centre.column_means(X)
         sse = sst = 0.0
         nnz = 0
         used = np.zeros(self.components_.shape[0], dtype=bool)
         chunk_size = 4096
         for start in range(0, X.shape[0], chunk_size):
             chunk = X[start : start + chunk_size]
-            H = engine._encode(params, chunk, k, sparse_output=True)
+            H = network.encode_folded(params, chunk, k, sparse_output=True)
             nnz += H.nnz
             used[H.indices] = True
-            X_hat = _engine._activate_dense(engine._decoder_input(params, H),
-                                            engine.out_activation)
+            X_hat = activate_dense(network.decoder_input(params, H), network.out_activation)
             target = chunk.toarray() if sp.issparse(chunk) else np.asarray(chunk)
             sse += float(np.sum((target - X_hat) ** 2, dtype=np.float64))
             sst += float(np.sum((target - mean) ** 2, dtype=np.float64))
@@ -530,8 +475,7 @@ class _BaseAutoencoder(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEs
         check_is_fitted(self)
         X = self._validate_X(X, reset=False)
         self._check_data(X)
-        engine = self._fitted_engine()
-        return -engine.loss(self._params_as(X.dtype), X, self._train_k(None))
+        return -self._fitted_network().loss(self._params_as(X.dtype), X, self._train_k(None))
 
     def __sklearn_tags__(self):
         tags = super().__sklearn_tags__()

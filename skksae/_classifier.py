@@ -1,7 +1,6 @@
 """A deep classifier initialised from a stack of autoencoders, then fine-tuned."""
 
 import copy
-import time
 from numbers import Real
 
 import numpy as np
@@ -14,15 +13,11 @@ from sklearn.utils._param_validation import Interval, StrOptions
 from sklearn.utils.multiclass import check_classification_targets, type_of_target
 from sklearn.utils.validation import check_is_fitted, validate_data
 
-from . import _engine, _progress
-from ._base import (
-    _FLOATS,
-    TRAINING_CONSTRAINTS,
-    _BaseAutoencoder,
-    keep_state_on_error,
-    warn_not_converged,
-)
+from . import _optim, _training
+from ._base import _FLOATS, _BaseAutoencoder
 from ._ksparse import KSparseAutoencoder
+from ._networks import StackNet, copy_state
+from ._training import TRAINING_CONSTRAINTS, StopRule, keep_state_on_error
 
 
 class AutoencoderClassifier(ClassifierMixin, BaseEstimator):
@@ -298,14 +293,8 @@ class AutoencoderClassifier(ClassifierMixin, BaseEstimator):
 
     def _layer_spec(self, ae):
         """(activation, k) of an autoencoder's encoder inside the network."""
-        k = None
-        if isinstance(ae, KSparseAutoencoder):
-            k = ae._transform_k() if self.fine_tune_k == "transform" else ae.k
-        elif ae.k is not None:
-            k = ae._transform_k()
-        if k is not None and k >= ae.n_components:
-            k = None
-        return ae.activation, k
+        layer = ae._encoder_layer(k=self.fine_tune_k)
+        return layer.activation, layer.k
 
     def _pretrained_layers(self, X, rng):
         """Clones of the autoencoders, the unfitted ones fitted greedily on the clean
@@ -343,9 +332,8 @@ class AutoencoderClassifier(ClassifierMixin, BaseEstimator):
         for l, ae in enumerate(layers):
             units = ae.n_components
             if self.pretrain:
-                folded = ae._fitted_engine().inference_params(ae._params_as(dtype))
-                params[f"W{l}"] = np.array(folded["W"], dtype=dtype, order="C")
-                params[f"b{l}"] = np.array(folded["b"], dtype=dtype)
+                layer = ae._encoder_layer(dtype)
+                params[f"W{l}"], params[f"b{l}"] = layer.W, layer.b
             else:
                 params[f"W{l}"], params[f"b{l}"] = _glorot(rng, units, fan_in, ae.activation,
                                                            dtype)
@@ -354,17 +342,17 @@ class AutoencoderClassifier(ClassifierMixin, BaseEstimator):
         params[f"W{L}"], params[f"b{L}"] = _glorot(rng, n_classes, fan_in, "softmax", dtype)
         return params
 
-    def _make_engine(self, specs):
-        return _engine.StackEngine(
+    def _make_network(self, specs):
+        return StackNet(
             layers=specs,
-            solver=self.solver,
-            learning_rate=self.learning_rate,
             alpha=self.alpha,
             dropout=self.dropout,
             input_dropout=self.input_dropout,
             first_trained=0 if self.fine_tune else len(specs),
-            momentum=self.momentum,
         )
+
+    def _make_optimizer(self, state):
+        return _optim.make_optimizer(self.solver, self.learning_rate, self.momentum, state)
 
     def _specs(self):
         return list(zip(self.hidden_activations_, self.hidden_k_))
@@ -434,7 +422,7 @@ class AutoencoderClassifier(ClassifierMixin, BaseEstimator):
         self : object
             The fitted estimator.
         """
-        return keep_state_on_error(self, self._fit, X, y)
+        return keep_state_on_error(self, self._fit, X, y, False)
 
     @_fit_context(prefer_skip_nested_validation=False)
     def partial_fit(self, X, y, classes=None):
@@ -461,7 +449,7 @@ class AutoencoderClassifier(ClassifierMixin, BaseEstimator):
         self : object
             The fitted estimator.
         """
-        return keep_state_on_error(self, self._partial_fit, X, y, classes)
+        return keep_state_on_error(self, self._fit, X, y, True, classes)
 
     def _can_continue(self, classes):
         if not hasattr(self, "coefs_"):
@@ -476,91 +464,117 @@ class AutoencoderClassifier(ClassifierMixin, BaseEstimator):
         )
 
     def _continued(self):
-        """The fitted network and its optimizer state, to train further.  Parameters
-        that were frozen and are trained now (``fine_tune`` switched on) start with
-        a fresh optimizer state; the step counter goes on."""
+        """The fitted network and its optimizer, to train further.  Parameters that
+        were frozen and are trained now (``fine_tune`` switched on) start with a
+        fresh optimizer state; the step counter goes on."""
         params = self._params()
-        opt = _engine.copy_state(self._optimizer_state)
-        trained = self._make_engine(self._specs()).trained_names()
-        fresh = _engine.init_optimizer({name: params[name] for name in trained}, self.solver)
-        for key, value in fresh.items():
-            opt.setdefault(key, value)
-        return params, opt
+        optimizer = self._make_optimizer(copy_state(self._optimizer_state))
+        optimizer.add_slots(params, self._make_network(self._specs()).trained_names())
+        return params, optimizer
 
-    def _start(self, X, y, classes, rng):
-        """Set the classes, pretrain, and return fresh (params, optimizer state)."""
-        self.classes_ = classes
+    def _start(self, X, classes, rng):
+        """Pretrain, and return fresh (params, optimizer)."""
         layers = self._pretrained_layers(X, rng)
         self.autoencoders_ = layers
         specs = [self._layer_spec(ae) for ae in layers]
         self.hidden_activations_ = [a for a, _ in specs]
         self.hidden_k_ = [k for _, k in specs]
         params = self._initial_params(layers, X.shape[1], len(classes), X.dtype, rng)
-        engine = self._make_engine(specs)
-        opt = _engine.init_optimizer({n: params[n] for n in engine.trained_names()},
-                                     self.solver)
-        return params, opt
+        optimizer = self._make_optimizer(None)
+        optimizer.add_slots(params, self._make_network(specs).trained_names())
+        return params, optimizer
 
-    def _fit(self, X, y):
+    def _checked_classes(self, X, y, incremental, classes):
+        """Validate (X, y); return them, the classes and whether the fitted network
+        is trained further.  :meth:`partial_fit` takes the classes from its
+        ``classes`` on the first call; :meth:`fit`, from y."""
+        fitted = hasattr(self, "coefs_")
+        if incremental and fitted:  # as the autoencoders: _fit_context skips it once fitted
+            self._validate_params()
         self._layer_list()  # the layers' types are checked before any work
-        X, y = self._validate_input(X, y, reset=not (self.warm_start and hasattr(self, "coefs_")))
-        classes = np.unique(y)
-        if len(classes) < 2:
+        if not incremental:
+            X, y = self._validate_input(X, y, reset=not (self.warm_start and fitted))
+            classes = self._two_classes(np.unique(y), "The training data holds {}; a "
+                                        "classifier needs samples of at least 2 classes.")
+            return X, y, classes, self.warm_start and self._can_continue(classes)
+        if not fitted and classes is None:
+            raise ValueError("classes must be passed on the first call to partial_fit.")
+        if fitted and classes is not None and not np.array_equal(
+            self.classes_, np.unique(classes)
+        ):
             raise ValueError(
-                f"The training data holds 1 class ({classes[0]!r}); a classifier needs "
-                "samples of at least 2 classes."
+                f"classes={np.unique(classes)!r} is not the same as on the first call to "
+                f"partial_fit: {self.classes_!r}."
             )
-        rng = check_random_state(self.random_state)
-        continuing = self.warm_start and self._can_continue(classes)
-        X_val = y_val = None
-        if self.early_stopping:
+        X, y = self._validate_input(X, y, reset=not fitted)
+        if fitted and not self._can_continue(self.classes_):
+            raise ValueError(
+                "partial_fit cannot continue: the layers, fine_tune_k or solver "
+                "changed since the network was built. Call fit to start again."
+            )
+        if fitted:
+            return X, y, self.classes_, True
+        classes = self._two_classes(np.unique(classes), "classes holds {}; a classifier "
+                                    "needs at least 2 classes.")
+        return X, y, classes, False
+
+    @staticmethod
+    def _two_classes(classes, message):
+        if len(classes) < 2:
+            raise ValueError(message.format(f"1 class ({classes[0]!r})"))
+        return classes
+
+    def _fit(self, X, y, incremental, classes=None):
+        """:meth:`fit` (``incremental=False``: ``max_iter`` epochs, from the fitted
+        network with ``warm_start``) and :meth:`partial_fit` (one epoch, from the
+        fitted network)."""
+        X, y, classes, continuing = self._checked_classes(X, y, incremental, classes)
+        if incremental and continuing:
+            rng = np.random.RandomState()
+            rng.set_state(self._random_state.get_state())
+        else:
+            rng = check_random_state(self.random_state)
+        self.classes_ = classes
+        validating = self.early_stopping and not incremental
+        if validating:
             X, X_val, y, y_val = self._validation_split(X, y, classes, rng)
+        Y = self._one_hot(y, X.dtype)  # unknown labels fail before any pretraining
         if continuing:
-            params, opt = self._continued()
+            params, optimizer = self._continued()
             loss_curve = list(self.loss_curve_)
         else:
-            params, opt = self._start(X, y, classes, rng)
+            params, optimizer = self._start(X, classes, rng)
             loss_curve = []
-        X = X.astype(params["W0"].dtype, copy=False)
-        Y = self._one_hot(y, params["W0"].dtype)
-        engine = self._make_engine(self._specs())
-        start = len(loss_curve)
-        scores = [] if self.early_stopping else None
-        best, best_params, no_improvement, stopped = -np.inf, None, 0, False
-        best_loss = np.inf
-        for epoch in range(self.max_iter):
-            loss = self._epoch(engine, params, opt, X, Y, rng, start + epoch,
-                               start + self.max_iter, self._learning_rate(epoch))
-            loss_curve.append(loss)
-            if self.early_stopping:
-                score = self._accuracy(engine, params, X_val, y_val)
-                scores.append(score)
-                if self.verbose:
-                    print(f"Validation score: {score:.6f}")
-                improved = score >= best + self.tol
-                if score > best:
-                    best, best_params = score, _engine.copy_state(params)
-            else:
-                improved = loss <= best_loss - self.tol
-                best_loss = min(best_loss, loss)
-            no_improvement = 0 if improved else no_improvement + 1
-            if no_improvement >= self.n_iter_no_change:
-                stopped = True
-                break
-        if self.early_stopping:
-            params = best_params
-        self._commit_params(params)
-        self._optimizer_state = opt
+        dtype = params["W0"].dtype
+        X, Y = X.astype(dtype, copy=False), Y.astype(dtype, copy=False)
+        network = self._make_network(self._specs())
+        # fit's schedule runs over its own max_iter epochs; partial_fit's counts calls
+        offset = 0 if incremental else len(loss_curve)
+
+        def one_epoch(epoch):
+            optimizer.learning_rate = self._learning_rate(epoch - offset)
+            return _training.run_epoch(network, params, optimizer, X, Y=Y,
+                                       batch_size=self.batch_size, shuffle=self.shuffle,
+                                       rng=rng), ""
+
+        outcome = _training.train(
+            self, one_epoch, loss_curve, 1 if incremental else self.max_iter,
+            stop=None if incremental else StopRule(self.tol, self.n_iter_no_change,
+                                                   maximize=validating),
+            validate=(lambda: self._accuracy(network, params, X_val, y_val)) if validating
+            else None,
+            params=params,
+        )
+        self._commit_params(outcome.best_params if validating else params)
+        self._optimizer_state = optimizer.state
         self._fitted_solver = self.solver
         self._random_state = rng
         self.n_iter_ = len(loss_curve)
         self.loss_curve_ = loss_curve
         self.loss_ = loss_curve[-1]
-        self.best_loss_ = None if self.early_stopping else float(min(loss_curve))
-        self.validation_scores_ = scores
-        self.best_validation_score_ = float(best) if self.early_stopping else None
-        if not stopped:
-            warn_not_converged(self.max_iter)
+        self.best_loss_ = None if validating else float(min(loss_curve))
+        self.validation_scores_ = outcome.scores
+        self.best_validation_score_ = float(max(outcome.scores)) if validating else None
         return self
 
     def _validation_split(self, X, y, classes, rng):
@@ -579,81 +593,14 @@ class AutoencoderClassifier(ClassifierMixin, BaseEstimator):
         return train_test_split(X, y, test_size=n_val, stratify=stratify,
                                 random_state=rng.randint(np.iinfo(np.int32).max))
 
-    def _partial_fit(self, X, y, classes):
-        first = not hasattr(self, "coefs_")
-        if not first:  # as the autoencoders: _fit_context skips it once fitted
-            self._validate_params()
-        self._layer_list()
-        if first and classes is None:
-            raise ValueError("classes must be passed on the first call to partial_fit.")
-        if not first and classes is not None and not np.array_equal(
-            self.classes_, np.unique(classes)
-        ):
-            raise ValueError(
-                f"classes={np.unique(classes)!r} is not the same as on the first call to "
-                f"partial_fit: {self.classes_!r}."
-            )
-        X, y = self._validate_input(X, y, reset=first)
-        if first:
-            classes = np.unique(classes)
-            if len(classes) < 2:
-                raise ValueError(
-                    f"classes holds 1 class ({classes[0]!r}); a classifier needs at "
-                    "least 2 classes."
-                )
-            self.classes_ = classes
-            Y = self._one_hot(y, X.dtype)  # unknown labels fail before any pretraining
-            rng = check_random_state(self.random_state)
-            params, opt = self._start(X, y, classes, rng)
-            loss_curve = []
-        else:
-            if not self._can_continue(self.classes_):
-                raise ValueError(
-                    "partial_fit cannot continue: the layers, fine_tune_k or solver "
-                    "changed since the network was built. Call fit to start again."
-                )
-            params, opt = self._continued()
-            rng = np.random.RandomState()
-            rng.set_state(self._random_state.get_state())
-            loss_curve = list(self.loss_curve_)
-            Y = self._one_hot(y, params["W0"].dtype)
-        X = X.astype(params["W0"].dtype, copy=False)
-        engine = self._make_engine(self._specs())
-        n = len(loss_curve)
-        loss = self._epoch(engine, params, opt, X, Y, rng, n, n + 1, self._learning_rate(n))
-        self._commit_params(params)
-        self._optimizer_state = opt
-        self._fitted_solver = self.solver
-        self._random_state = rng
-        self.loss_curve_ = loss_curve + [loss]
-        self.loss_ = loss
-        self.n_iter_ = n + 1
-        self.best_loss_ = float(min(self.loss_curve_))
-        self.validation_scores_ = None
-        self.best_validation_score_ = None
-        return self
-
     def _learning_rate(self, epoch):
         """The step size of the (0-based) epoch of the schedule."""
         if self.learning_rate_schedule == "constant":
             return self.learning_rate
         return self.learning_rate * max(self.max_iter - epoch, 1) / self.max_iter
 
-    def _epoch(self, engine, params, opt, X, Y, rng, epoch, n_epochs, learning_rate):
-        """One epoch at ``learning_rate``; ``epoch`` (0-based) of ``n_epochs`` is
-        what the progress display reports."""
-        engine.learning_rate = learning_rate
-        t0 = time.perf_counter()
-        loss, _ = engine.run_epoch(params, opt, X, None, self.batch_size, self.shuffle, rng,
-                                   Y=Y)
-        if self.verbose:
-            print(f"Iteration {epoch + 1}, loss = {loss:.8f}, "
-                  f"time = {time.perf_counter() - t0:.2f}s")
-        _progress.epoch_done(self, epoch + 1, n_epochs)
-        return loss
-
-    def _accuracy(self, engine, params, X, y):
-        logits = engine.logits(params, X)
+    def _accuracy(self, network, params, X, y):
+        logits = network.logits(params, X)
         return float(np.mean(self.classes_[np.argmax(logits, axis=1)] == y))
 
     def decision_function(self, X):
@@ -680,7 +627,7 @@ class AutoencoderClassifier(ClassifierMixin, BaseEstimator):
         if sp.issparse(X):
             X = X.tocsr()
         params = self._params()
-        return self._make_engine(self._specs()).logits(params, X)
+        return self._make_network(self._specs()).logits(params, X)
 
     def predict(self, X):
         """Predicted class of each sample.

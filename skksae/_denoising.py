@@ -7,12 +7,12 @@ import scipy.sparse as sp
 from sklearn.utils._param_validation import Interval, StrOptions
 
 from ._base import _BaseAutoencoder
-from ._engine import bernoulli_mask
+from ._networks._common import bernoulli_mask
 
 
 def _masking(X, level, rng):
     """Each input set to 0 with probability ``level``.  The mask comes from a Numba
-    kernel (:func:`_engine.bernoulli_mask`: a hash of one seed drawn from ``rng`` and
+    kernel (:func:`_networks._common.bernoulli_mask`: a hash of one seed drawn from ``rng`` and
     each entry's position, at a resolution of 2**-24), not from
     ``rng.random_sample``: a float64 draw per entry was a tenth of a denoising epoch."""
     out = bernoulli_mask(np.empty(X.shape, dtype=X.dtype), 1.0 - level, 1.0, rng)
@@ -279,7 +279,7 @@ class DenoisingAutoencoder(_BaseAutoencoder):
         self.random_state = random_state
         self.verbose = verbose
 
-    def _engine_options(self):
+    def _network_options(self):
         corrupt_fn = _CORRUPTIONS[self.corruption]
         level = self.corruption_level
 

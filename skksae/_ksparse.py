@@ -305,18 +305,13 @@ class KSparseAutoencoder(_BaseAutoencoder):
         self.random_state = random_state
         self.verbose = verbose
 
-    def _engine_options(self):
+    def _network_options(self):
         k_aux = self.k_aux
         if k_aux == "auto":
             k_aux = max(1, getattr(self, "n_features_in_", 2) // 2)
         return {"activation": self.activation, "loss": "squared_error",
                 "aux_coef": self.aux_coef, "k_aux": k_aux,
                 "unit_norm": self.normalize_decoder, "batch_topk": self.batch_topk}
-
-    def _fitted_engine(self):
-        engine = super()._fitted_engine()
-        engine.threshold = getattr(self, "threshold_", None)
-        return engine
 
     def _init_std(self, n_features):
         return 0.01

@@ -12,7 +12,7 @@ from sklearn.model_selection import train_test_split
 from sklearn.pipeline import make_pipeline
 
 from skksae import DenoisingAutoencoder, KSparseAutoencoder
-from skksae import _engine
+from skksae import _centre, _networks
 
 pytestmark = pytest.mark.filterwarnings("ignore::sklearn.exceptions.ConvergenceWarning")
 
@@ -81,23 +81,23 @@ def test_recentre_keeps_what_the_model_computes(cross_entropy, digits):
     X, _ = digits
     X = X.astype(np.float64)
     rng = np.random.RandomState(0)
-    params = _engine.init_params(rng, 20, X.shape[1], np.float64, True, 0.1)
+    params = _networks.init_params(rng, 20, X.shape[1], np.float64, True, 0.1)
     params["b"] += rng.randn(20)
     params["c"] += rng.randn(X.shape[1]) * 0.1
     old, new = X.mean(axis=0), X[:100].mean(axis=0)
     loss = "cross_entropy" if cross_entropy else "squared_error"
-    opts = dict(activation="sigmoid", loss=loss, tied=True, solver="adam", learning_rate=0)
-    before = _engine.Engine(mean=old, **opts)
+    opts = dict(activation="sigmoid", loss=loss, tied=True)
+    before = _networks.AutoencoderNet(mean=old, **opts)
     H = before.encode(params, X, None)
     R = before.decode(params, H)
-    moved = _engine.copy_state(params)
-    _engine.recentre(moved, old, new, cross_entropy)
-    after = _engine.Engine(mean=new, **opts)
+    moved = _networks.copy_state(params)
+    _centre.recentre(moved, old, new, cross_entropy)
+    after = _networks.AutoencoderNet(mean=new, **opts)
     np.testing.assert_allclose(after.encode(moved, X, None), H, rtol=1e-12, atol=1e-12)
     np.testing.assert_allclose(after.decode(moved, H), R, rtol=1e-12, atol=1e-12)
     # equal means move nothing, bit for bit
-    same = _engine.copy_state(params)
-    _engine.recentre(same, old, old.copy(), cross_entropy)
+    same = _networks.copy_state(params)
+    _centre.recentre(same, old, old.copy(), cross_entropy)
     assert all(np.array_equal(same[k], params[k]) for k in params)
 
 
@@ -136,7 +136,7 @@ def test_geometric_median_minimises_the_summed_distance():
     rng = np.random.RandomState(0)
     X = rng.standard_normal((400, 6))
     X[:40] += 100.0  # far-off rows pull the mean, hardly the median
-    median, converged = _engine.geometric_median(X)
+    median, converged = _centre.geometric_median(X)
     assert converged and median.dtype == np.float64
     # at the minimum the unit vectors to the rows sum to zero (n = 400 of them)
     assert np.linalg.norm(_distance_gradient(X, median)) < 1e-3
@@ -147,21 +147,21 @@ def test_geometric_median_minimises_the_summed_distance():
     assert np.linalg.norm(median) < 0.5 < np.linalg.norm(X.mean(axis=0))
     # in one dimension it is the ordinary median (odd count)
     x = rng.standard_normal((101, 1))
-    np.testing.assert_allclose(_engine.geometric_median(x)[0], np.median(x), atol=1e-6)
+    np.testing.assert_allclose(_centre.geometric_median(x)[0], np.median(x), atol=1e-6)
 
 
 def test_geometric_median_layouts_and_edge_cases():
     rng = np.random.RandomState(1)
     X = rng.standard_normal((300, 5)) * (rng.rand(300, 5) < 0.4)
-    dense = _engine.geometric_median(X, chunk_size=64)[0]
+    dense = _centre.geometric_median(X, chunk_size=64)[0]
     for other in (np.asfortranarray(X), sp.csr_matrix(X), sp.csc_matrix(X)):
-        np.testing.assert_array_equal(_engine.geometric_median(other, chunk_size=64)[0], dense)
+        np.testing.assert_array_equal(_centre.geometric_median(other, chunk_size=64)[0], dense)
     # a centre that lands on a row (here most rows are one point) does not divide by 0
     Y = np.vstack([np.ones((50, 3)), rng.standard_normal((5, 3))])
-    median, converged = _engine.geometric_median(Y)
+    median, converged = _centre.geometric_median(Y)
     assert np.all(np.isfinite(median)) and np.allclose(median, 1.0, atol=1e-6)
-    np.testing.assert_array_equal(_engine.geometric_median(np.ones((4, 3)))[0], np.ones(3))
-    assert not _engine.geometric_median(X, max_iter=1)[1]
+    np.testing.assert_array_equal(_centre.geometric_median(np.ones((4, 3)))[0], np.ones(3))
+    assert not _centre.geometric_median(X, max_iter=1)[1]
 
 
 @pytest.mark.parametrize("model", MODELS, ids=IDS)
@@ -169,7 +169,7 @@ def test_center_geometric_median(model, digits):
     X, _ = digits
     X = X[:600]
     est = clone(model).set_params(center="geometric_median").fit(X)
-    median = _engine.geometric_median(X)[0]
+    median = _centre.geometric_median(X)[0]
     np.testing.assert_array_equal(est.mean_, median.astype(X.dtype))
     assert est.mean_.dtype == X.dtype
     # the centre is folded into encoding and decoding as the mean is
@@ -194,7 +194,7 @@ def test_geometric_median_centre_is_kept_by_partial_fit(digits):
     est = KSparseAutoencoder(n_components=16, k=2, center="geometric_median", random_state=0)
     est.partial_fit(X[:500])
     first = est.mean_.copy()
-    np.testing.assert_array_equal(first, _engine.geometric_median(X[:500])[0].astype(X.dtype))
+    np.testing.assert_array_equal(first, _centre.geometric_median(X[:500])[0].astype(X.dtype))
     est.partial_fit(X[500:])
     np.testing.assert_array_equal(est.mean_, first)
     assert est.n_samples_seen_ == X.shape[0]
@@ -212,8 +212,8 @@ def test_geometric_median_centre_is_kept_by_partial_fit(digits):
 
 def test_geometric_median_not_converging_warns(digits, monkeypatch):
     X, _ = digits
-    iterate = _engine.geometric_median
-    monkeypatch.setattr(_engine, "geometric_median", lambda X: iterate(X, max_iter=1))
+    iterate = _centre.geometric_median
+    monkeypatch.setattr(_centre, "geometric_median", lambda X: iterate(X, max_iter=1))
     est = KSparseAutoencoder(n_components=16, k=2, max_iter=1, center="geometric_median")
     with pytest.warns(ConvergenceWarning, match="Weiszfeld"):
         est.fit(X)

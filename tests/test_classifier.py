@@ -12,7 +12,7 @@ from sklearn.exceptions import ConvergenceWarning
 from sklearn.model_selection import train_test_split
 
 from skksae import AutoencoderClassifier, DenoisingAutoencoder, KSparseAutoencoder
-from skksae import _engine
+from skksae import _networks, _optim, _training
 from skksae._kernels import single_threaded_blas
 
 
@@ -60,16 +60,16 @@ def test_stack_gradients_match_finite_differences(specs, first_trained, alpha, d
     L = len(specs)
     params[f"W{L}"] = rng.randn(n_classes, sizes[-1])
     params[f"b{L}"] = rng.randn(n_classes)
-    engine = _engine.StackEngine(layers=[(a, k) for _, a, k in specs], solver="adam",
-                                 learning_rate=1e-3, alpha=alpha, first_trained=first_trained,
-                                 dropout=dropout, input_dropout=input_dropout)
+    engine = _networks.StackNet(layers=[(a, k) for _, a, k in specs], alpha=alpha,
+                                first_trained=first_trained, dropout=dropout,
+                                input_dropout=input_dropout)
     X = rng.randn(n, d)
     Y = np.eye(n_classes)[rng.randint(0, n_classes, n)]
 
     def loss():
         grads = {name: np.empty_like(p) for name, p in params.items()}
         with single_threaded_blas:
-            return engine.loss_and_grads(params, Y, X, None, grads)[0], grads
+            return engine.loss_and_grads(params, X, Y, grads), grads
 
     _, grads = loss()
     eps = 1e-6
@@ -88,13 +88,13 @@ def test_stack_gradients_match_finite_differences(specs, first_trained, alpha, d
     trained = set(engine.trained_names())
     assert trained == {f"{p}{l}" for l in range(first_trained, L + 1) for p in "Wb"}
     # one optimizer step moves the trained parameters only
-    before = _engine.copy_state(params)
-    opt = _engine.init_optimizer({n: params[n] for n in trained}, "adam")
+    before = _networks.copy_state(params)
+    opt = _optim.make_optimizer("adam", 1e-3).add_slots(params, trained)
     expected = loss()[0]
     with single_threaded_blas:
         # with a step, the penalty's squares come from the optimizer kernel (the
         # weights before the step): the same loss to rounding
-        stepped = engine.loss_and_grads(params, Y, X, None, loss()[1], opt=opt)[0]
+        stepped = engine.loss_and_grads(params, X, Y, loss()[1], optimizer=opt)
     np.testing.assert_allclose(stepped, expected, rtol=1e-12)
     for name, p in params.items():
         assert np.array_equal(p, before[name]) == (name not in trained), name
@@ -159,7 +159,7 @@ def test_fine_tune_k_sets_the_top_k_in_the_network(digits, fine_tune_k, k):
     # the network's hidden layer keeps exactly k units per sample: read it through an
     # identity output layer
     params = clf._params()
-    probe = _engine.StackEngine(layers=clf._specs(), solver="adam", learning_rate=1.0)
+    probe = _networks.StackNet(layers=clf._specs())
     H = probe.logits({"W0": params["W0"], "b0": params["b0"],
                       "W1": np.eye(32, dtype=np.float32), "b1": np.zeros(32, np.float32)},
                      X_test)
@@ -351,13 +351,13 @@ def test_output_layer_first_then_fine_tune(digits):
     ks = _quiet(KSparseAutoencoder(32, k=4, max_iter=2, random_state=0), X_train)
     clf = _quiet(AutoencoderClassifier([ks], fine_tune=False, max_iter=3, random_state=0),
                  X_train, y_train)
-    folded = ks._fitted_engine().inference_params(ks._params_as(np.float32))
-    np.testing.assert_array_equal(clf.coefs_[0], folded["W"].T)
+    layer = ks._encoder_layer(np.float32)
+    np.testing.assert_array_equal(clf.coefs_[0], layer.W.T)
     head = clf.coefs_[1].copy()
     clf.set_params(fine_tune=True, warm_start=True)
     _quiet(clf, X_train, y_train)
     assert clf.n_iter_ == 6
-    assert not np.array_equal(clf.coefs_[0], folded["W"].T)
+    assert not np.array_equal(clf.coefs_[0], layer.W.T)
     assert not np.array_equal(clf.coefs_[1], head)
     # a different solver cannot continue: fit starts again
     clf.set_params(solver="sgd")
@@ -389,13 +389,13 @@ def test_linear_learning_rate_schedule(digits, monkeypatch):
     X_train, _, y_train, _ = digits
     ks = _quiet(KSparseAutoencoder(32, k=4, max_iter=2, random_state=0), X_train)
     rates = []
-    run_epoch = _engine.StackEngine.run_epoch
+    run_epoch = _training.run_epoch
 
-    def spy(self, *args, **kwargs):
-        rates.append(self.learning_rate)
-        return run_epoch(self, *args, **kwargs)
+    def spy(network, params, optimizer, *args, **kwargs):
+        rates.append(optimizer.learning_rate)
+        return run_epoch(network, params, optimizer, *args, **kwargs)
 
-    monkeypatch.setattr(_engine.StackEngine, "run_epoch", spy)
+    monkeypatch.setattr(_training, "run_epoch", spy)
     params = dict(learning_rate=0.01, max_iter=4, n_iter_no_change=100, random_state=0)
     linear = _quiet(AutoencoderClassifier([ks], learning_rate_schedule="linear", **params),
                     X_train, y_train)

@@ -4,7 +4,7 @@ import numba
 import numpy as np
 import pytest
 
-from skksae import _engine, _kernels
+from skksae import _kernels, _networks, _optim
 
 
 def _reference_topk(V, k):
@@ -159,7 +159,7 @@ def _dense_reference_grads(engine, params, X, Xc, k):
 
 def _random_params(rng, m, d, tied):
     """float64 autoencoder parameters with non-zero biases (and a decoder if untied)."""
-    params = _engine.init_params(rng, m, d, np.float64, tied, 0.5)
+    params = _networks.init_params(rng, m, d, np.float64, tied, 0.5)
     params["b"] = rng.randn(m) * 0.3
     params["c"] = rng.randn(d) * 0.3
     if not tied:
@@ -172,8 +172,8 @@ def _assert_finite_differences(loss_at, params, grads, eps=1e-6):
     for name, p in params.items():
         numeric = np.zeros_like(p)
         for i in np.ndindex(p.shape):
-            plus = _engine.copy_state(params)
-            minus = _engine.copy_state(params)
+            plus = _networks.copy_state(params)
+            minus = _networks.copy_state(params)
             plus[name][i] += eps
             minus[name][i] -= eps
             numeric[i] = (loss_at(plus) - loss_at(minus)) / (2 * eps)
@@ -200,9 +200,7 @@ def test_gradients_match_finite_differences(tied, activation, loss, k):
     X = rng.rand(n, d)
     Xc = X * (rng.rand(n, d) > 0.3)  # a corrupted encoder input, as in denoising
     params = _random_params(rng, m, d, tied)
-    engine = _engine.Engine(
-        activation=activation, loss=loss, tied=tied, solver="sgd", learning_rate=0.1
-    )
+    engine = _networks.AutoencoderNet(activation=activation, loss=loss, tied=tied)
     grads = {name: np.empty_like(p) for name, p in params.items()}
 
     def loss_at(p):
@@ -231,8 +229,8 @@ def test_gradients_with_hidden_dropout_match_finite_differences(tied, activation
     n, d, m = 6, 5, 8
     X = rng.rand(n, d)
     params = _random_params(rng, m, d, tied)
-    engines = [_engine.Engine(activation=activation, loss=loss, tied=tied, solver="sgd",
-                              learning_rate=0.1, dropout=rate) for rate in (0.5, 0.0)]
+    engines = [_networks.AutoencoderNet(activation=activation, loss=loss, tied=tied, dropout=rate)
+               for rate in (0.5, 0.0)]
 
     def loss_and_grads(p, engine=engines[0]):
         g = {name: np.empty_like(v) for name, v in p.items()}
@@ -270,10 +268,9 @@ def test_aux_dead_unit_loss_gradients(tied, activation):
     n, d, m, k, k_aux, coef = 7, 5, 12, 3, 4, 0.5
     X = rng.rand(n, d)
     params = _random_params(rng, m, d, tied)
-    kw = dict(activation=activation, loss="squared_error", tied=tied, solver="sgd",
-              learning_rate=0.1)
-    plain = _engine.Engine(**kw)
-    aux = _engine.Engine(**kw, aux_coef=coef, k_aux=k_aux, dead_window=100)
+    kw = dict(activation=activation, loss="squared_error", tied=tied)
+    plain = _networks.AutoencoderNet(**kw)
+    aux = _networks.AutoencoderNet(**kw, aux_coef=coef, k_aux=k_aux, dead_window=100)
     dead = np.zeros(m, dtype=bool)
     dead[[1, 4, 5, 8, 9, 11]] = True
 
@@ -325,8 +322,8 @@ def test_batch_topk_selection_and_gradients(tied, activation):
     n, d, m, k = 6, 5, 10, 2
     X = rng.rand(n, d)
     params = _random_params(rng, m, d, tied)
-    engine = _engine.Engine(activation=activation, loss="squared_error", tied=tied,
-                            solver="sgd", learning_rate=0.1, batch_topk=True)
+    engine = _networks.AutoencoderNet(activation=activation, loss="squared_error", tied=tied,
+                                      batch_topk=True)
     A = X @ params["W"].T + params["b"]
     if activation == "relu":
         A = np.maximum(A, 0)
@@ -375,20 +372,19 @@ def test_optimizer_step_matches_the_textbook_update(solver, tied, k):
     rng = np.random.RandomState(0)
     n, d, m = 7, 5, 9
     X = rng.rand(n, d)
-    params = _engine.init_params(rng, m, d, np.float64, tied, 0.5)
-    engine = _engine.Engine(activation="relu", loss="squared_error", tied=tied,
-                            solver=solver, learning_rate=0.05, momentum=0.8)
-    opt = _engine.init_optimizer(params, solver)
+    params = _networks.init_params(rng, m, d, np.float64, tied, 0.5)
+    engine = _networks.AutoencoderNet(activation="relu", loss="squared_error", tied=tied)
+    opt = _optim.make_optimizer(solver, 0.05, 0.8).add_slots(params, params)
     for name in params:  # a non-trivial optimizer state
-        for key in opt:
+        for key in opt.state:
             if key.endswith("_" + name):
-                opt[key][...] = rng.rand(*params[name].shape) * 0.01
-    opt["t"] = 3
+                opt.state[key][...] = rng.rand(*params[name].shape) * 0.01
+    opt.state["t"] = 3
     grads = {name: np.empty_like(p) for name, p in params.items()}
     with _kernels.single_threaded_blas:
         engine.loss_and_grads(params, X, X, k, grads)
-    expected = _engine.copy_state(params)
-    state = _engine.copy_state(opt)
+    expected = _networks.copy_state(params)
+    state = _networks.copy_state(opt.state)
     t = state["t"] + 1
     for name, g in grads.items():
         if solver == "sgd":
@@ -400,8 +396,8 @@ def test_optimizer_step_matches_the_textbook_update(solver, tied, k):
             step = 0.05 * np.sqrt(1 - 0.999**t) / (1 - 0.9**t)
             expected[name] = expected[name] - step * mom / (np.sqrt(vel) + 1e-8)
     with _kernels.single_threaded_blas:
-        engine.loss_and_grads(params, X, X, k, grads, opt=opt)
-    assert opt["t"] == t
+        engine.loss_and_grads(params, X, X, k, grads, optimizer=opt)
+    assert opt.state["t"] == t
     for name in params:
         np.testing.assert_allclose(params[name], expected[name], rtol=1e-12, atol=1e-14)
 

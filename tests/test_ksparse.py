@@ -136,12 +136,12 @@ def test_normalize_decoder_keeps_unit_rows_and_steps_tangentially(digits, tied):
                            random_state=0).fit(X).decoder_components_, axis=1), 1.0)
     # one plain SGD step (no momentum): the decoder moves by the gradient without its
     # radial part, then is renormalised
-    from skksae import _engine, _kernels
+    from skksae import _kernels, _networks, _optim
     X64 = X[:50].astype(np.float64)
     rng = np.random.RandomState(0)
-    params = _engine.init_params(rng, 64, X.shape[1], np.float64, tied, 0.1, unit_norm=True)
-    engine = _engine.Engine(activation="linear", loss="squared_error", tied=tied,
-                            solver="sgd", learning_rate=0.1, momentum=0.0, unit_norm=True)
+    params = _networks.init_params(rng, 64, X.shape[1], np.float64, tied, 0.1, unit_norm=True)
+    engine = _networks.AutoencoderNet(activation="linear", loss="squared_error", tied=tied,
+                                      unit_norm=True)
     name = "W" if tied else "D"
     grads = {key: np.empty_like(v) for key, v in params.items()}
     with _kernels.single_threaded_blas:
@@ -149,9 +149,9 @@ def test_normalize_decoder_keeps_unit_rows_and_steps_tangentially(digits, tied):
     g, d = grads[name], params[name]
     expected = d - 0.1 * (g - np.sum(g * d, axis=1, keepdims=True) * d)
     expected /= np.linalg.norm(expected, axis=1, keepdims=True)
-    opt = _engine.init_optimizer(params, "sgd")
+    opt = _optim.make_optimizer("sgd", 0.1, 0.0).add_slots(params, params)
     with _kernels.single_threaded_blas:
-        engine.loss_and_grads(params, X64, X64, 5, grads, opt=opt)
+        engine.loss_and_grads(params, X64, X64, 5, grads, optimizer=opt)
     np.testing.assert_allclose(params[name], expected, rtol=1e-10, atol=1e-12)
 
 

@@ -4,7 +4,7 @@ import numpy as np
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from skksae import _engine, _kernels
+from skksae import _kernels, _networks
 
 from .test_kernels import _dense_reference_grads, _reference_topk
 
@@ -52,10 +52,9 @@ def test_sparse_backward_equals_dense_masked_backward(n, d, m, tied, activation,
     k = data.draw(st.integers(1, m))
     rng = np.random.RandomState(seed)
     X = rng.rand(n, d)
-    params = _engine.init_params(rng, m, d, np.float64, tied, 0.5)
+    params = _networks.init_params(rng, m, d, np.float64, tied, 0.5)
     params["b"] = rng.randn(m) * 0.1
-    engine = _engine.Engine(activation=activation, loss="squared_error", tied=tied,
-                            solver="sgd", learning_rate=0.1)
+    engine = _networks.AutoencoderNet(activation=activation, loss="squared_error", tied=tied)
     grads = {name: np.empty_like(p) for name, p in params.items()}
     with _kernels.single_threaded_blas:
         loss, _ = engine.loss_and_grads(params, X, X, k if k < m else None, grads)
