@@ -78,10 +78,19 @@ def _add_rows(o, idx_row, vals_row, B):
 
 
 @parallel_kernel(fastmath={"reassoc", "contract"})
-def unit_backward(indptr, pos, k, vals, G, X, D, activation, tied, gW, gD, gb, counts,
-                  solver, W, sW1, sW2, sD1, sD2, rate, beta1, beta2, epsilon):
-    """Code gradient, weight gradients and (with ``solver``) the optimizer step of the
+def unit_backward(code, G, X, D, activation, tied, grads, counts, W, slots, step):
+    """Code gradient, weight gradients and (with a step) the optimizer step of the
     weights over the sparse code, one hidden unit per iteration; O(n k d).
+
+    Parameters: ``code = (indptr, pos, k, vals)``, the compact code (n, k) and its
+    index by unit (:func:`units_index`); ``G`` (n, d), the gradient of the loss with
+    respect to the decoder's output; ``X`` (n, d), the encoder's input; ``D`` (units,
+    d), the decoder's weights (the encoder's when ``tied``); ``activation``, the
+    hidden units' activation code; ``grads = (gW, gD, gb)``, the output gradients of
+    the encoder weights, decoder weights and hidden biases; ``counts`` (units,), the
+    output activity counts; ``W`` (units, d), the encoder weights; ``slots = (sW1,
+    sW2, sD1, sD2)``, the optimizer state of W and D; ``step = (solver, rate, beta1,
+    beta2, epsilon)``, the step (:class:`skksae._optim.Step`; solver 0: none).
 
     For each entry (i, j) that selected unit u (value ``a = vals[i, j]``), the code
     gradient is ``dz = (G[i] . D[u]) * act'(a)``; then ``gW[u] = sum dz * X[i]``,
@@ -91,13 +100,16 @@ def unit_backward(indptr, pos, k, vals, G, X, D, activation, tied, gW, gD, gb, c
 
     Every quantity for unit u reads only row u of the weights, and ``G`` was computed
     from the weights before this call, so the optimizer step of row u
-    (:func:`_update_block`; ``solver`` 0 means no step) can follow at once, while the
-    row is in cache; the gradient rows then stay in a per-thread scratch row and
-    ``gW, gD`` are not written.  ``W, sW1, sW2`` are the encoder weights and their
-    optimizer state; ``D, sD1, sD2`` the decoder's (ignored when tied).  Only
+    (:func:`_update_block_fused`) can follow at once, while the row is in cache; the
+    gradient rows then stay in a per-thread scratch row and ``gW, gD`` are not
+    written.  The decoder's weights and state are ignored when tied.  Only
     re-association and fused multiply-adds are allowed to the compiler, to vectorise
     the dot products.
     """
+    indptr, pos, k, vals = code
+    gW, gD, gb = grads
+    sW1, sW2, sD1, sD2 = slots
+    solver, rate, beta1, beta2, epsilon = step
     n_units = gW.shape[0]
     d = gW.shape[1]
     zero = gW.dtype.type(0)

@@ -338,11 +338,8 @@ class AutoencoderNet:
         step = optimizer.tick() if fused else NO_STEP
         sW1, sW2 = (W, W) if optimizer is None else optimizer.slots("W", W)
         sD1, sD2 = (D, D) if optimizer is None else optimizer.slots("D", D)
-        K.call(
-            K.unit_backward, indptr, pos, k, vals, G, Xc, D, self.activation, self.tied,
-            grads["W"], gD, grads["b"], counts, step.solver, W, sW1, sW2, sD1, sD2, step.rate,
-            step.beta1, step.beta2, step.epsilon,
-        )
+        K.call(K.unit_backward, (indptr, pos, k, vals), G, Xc, D, self.activation, self.tied,
+               (grads["W"], gD, grads["b"]), counts, W, (sW1, sW2, sD1, sD2), tuple(step))
         if dead is not None:
             total += self._aux_loss_and_grads(params, Z, Xc, G, dead, scale, grads, buffers)
         return total, counts, G, step if fused else None
@@ -413,9 +410,8 @@ class AutoencoderNet:
         gD = gW if self.tied else buffer(buffers, "aux_gD", D.shape, dtype)
         gb = buffer(buffers, "aux_gb", b.shape, dtype)
         counts = np.empty(m, dtype=np.int64)
-        K.call(K.unit_backward, indptr, pos, k_aux, vals, Ga, Xc, D, self.activation,
-               self.tied, gW, gD, gb, counts, NO_STEP.solver, W, W, W, D, D, NO_STEP.rate,
-               NO_STEP.beta1, NO_STEP.beta2, NO_STEP.epsilon)
+        K.call(K.unit_backward, (indptr, pos, k_aux, vals), Ga, Xc, D, self.activation,
+               self.tied, (gW, gD, gb), counts, W, (W, W, D, D), tuple(NO_STEP))
         grads["W"] += gW
         if not self.tied:
             grads["D"] += gD
