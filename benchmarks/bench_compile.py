@@ -66,9 +66,9 @@ MAIN = """
 import contextlib, io, json
 from numba.core import event
 with event.install_recorder("numba:compile") as rec:
-    from skksae import _cli
+    from skksae._experiments import cli
     with contextlib.redirect_stdout(io.StringIO()), contextlib.redirect_stderr(io.StringIO()):
-        status = _cli.main([])
+        status = cli.main([])
 from skksae._precompile import top_level_seconds
 seconds = top_level_seconds(rec.buffer)
 print(json.dumps({"status": status, "compile": seconds}))

@@ -3,7 +3,7 @@
 1. ``classifier``: ``LogisticRegression`` (lbfgs, 60 iterations, no early stop) on
    54,000 x 1000 float32 centred codes (random here: the time depends on the shape),
    with every BLAS library on one thread, every one on two, and NumPy's on two with
-   SciPy's on one (``skksae._cli.classifier_blas``, what the main job's classifier
+   SciPy's on one (``skksae._experiments.selection.classifier_blas``, what the main job's classifier
    fits use).
 2. ``ksparse``: the main job's k-sparse model (1000 units, k falling from 100 to 25
    over the first half of the epochs, batch 128, SGD with momentum, centred input)
@@ -35,7 +35,7 @@ def classifier(blas):
     from sklearn.linear_model import LogisticRegression
     from threadpoolctl import threadpool_limits
 
-    from skksae._cli import classifier_blas
+    from skksae._experiments.selection import classifier_blas
 
     rng = np.random.default_rng(0)
     X = rng.random((54000, 1000), dtype=np.float32)
@@ -62,7 +62,8 @@ def ksparse(threads, epochs, data_home):
     sys.path.insert(0, str(Path(__file__).resolve().parent))
     from bench_finetune import load_data
 
-    from skksae._cli import make_extractor, parse_args
+    from skksae._experiments.cli import parse_args
+    from skksae._experiments.models import extractor as make_extractor
 
     numba.set_num_threads(threads)
     X = load_data(data_home)[0]

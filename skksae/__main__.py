@@ -1,8 +1,9 @@
-"""``python -m skksae``: the pretrain-then-classify comparison (see ``skksae._cli``)."""
+"""``python -m skksae``: the pretrain-then-classify comparison (see
+``skksae._experiments.cli``)."""
 
 import sys
 
-from ._cli import main
+from ._experiments.cli import main
 
 if __name__ == "__main__":
     sys.exit(main())

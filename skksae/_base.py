@@ -184,8 +184,7 @@ class _BaseAutoencoder(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEs
             hasattr(self, "components_")
             and self.components_.shape[0] == self.n_components
             and self._fitted_tied() == self.tied_weights
-            and getattr(self, "_fitted_center", "mean" if self.mean_ is not None else None)
-            == self._center_kind()
+            and self._fitted_center == self._center_kind()
             and set(self._optimizer_state)
             == set(_optim.state_keys(self.solver, self._params()))
         )
@@ -219,11 +218,8 @@ class _BaseAutoencoder(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEs
 
     def _since_fired(self):
         """A copy of the fitted count of training samples since each unit was last
-        selected (zeros for a model fitted before the count was kept)."""
-        since = getattr(self, "_samples_since_fired", None)
-        if since is None or since.shape != (self.components_.shape[0],):
-            return np.zeros(self.components_.shape[0], dtype=np.int64)
-        return since.copy()
+        selected."""
+        return self._samples_since_fired.copy()
 
     def _dead_window(self, n_samples):
         """Samples without being selected after which a unit counts as dead:
@@ -490,3 +486,25 @@ class _BaseAutoencoder(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEs
 
     def _check_data(self, X):
         """Model-specific checks on validated training data; raise ValueError."""
+
+
+def fit_greedily(layers, X, fit_layer=None):
+    """Greedy layer-wise pretraining, in place: each unfitted autoencoder of
+    ``layers`` is fitted, from the input up, on the clean codes of the layer below
+    (``fit_layer(i, layer, codes)``; default ``layer.fit(codes)``); a fitted one is
+    kept as it is, once its input width is checked.  Returns ``layers``."""
+    codes = X
+    for i, layer in enumerate(layers):
+        if hasattr(layer, "components_"):
+            if layer.n_features_in_ != codes.shape[1]:
+                raise ValueError(
+                    f"Autoencoder {i} was fitted on {layer.n_features_in_} features, but "
+                    f"its input has {codes.shape[1]}."
+                )
+        elif fit_layer is None:
+            layer.fit(codes)
+        else:
+            fit_layer(i, layer, codes)
+        if i + 1 < len(layers):
+            codes = layer.transform(codes)
+    return layers

@@ -7,16 +7,15 @@ import numpy as np
 import scipy.sparse as sp
 from scipy.special import log_softmax, softmax
 from sklearn.base import BaseEstimator, ClassifierMixin, _fit_context, clone
-from sklearn.model_selection import train_test_split
 from sklearn.utils import check_random_state
 from sklearn.utils._param_validation import Interval, StrOptions
-from sklearn.utils.multiclass import check_classification_targets, type_of_target
 from sklearn.utils.validation import check_is_fitted, validate_data
 
-from . import _optim, _training
-from ._base import _FLOATS, _BaseAutoencoder
+from . import _labels, _optim, _training
+from ._base import _FLOATS, _BaseAutoencoder, fit_greedily
 from ._ksparse import KSparseAutoencoder
 from ._networks import StackNet, copy_state
+from ._networks._common import glorot_uniform
 from ._training import TRAINING_CONSTRAINTS, StopRule, keep_state_on_error
 
 
@@ -299,30 +298,22 @@ class AutoencoderClassifier(ClassifierMixin, BaseEstimator):
     def _pretrained_layers(self, X, rng):
         """Clones of the autoencoders, the unfitted ones fitted greedily on the clean
         codes of the layer below (with ``pretrain``); returns the list."""
-        fitted = []
-        codes = X
-        layers = self._layer_list()
-        for i, ae in enumerate(layers):
-            is_fitted = hasattr(ae, "components_")
-            layer = copy.deepcopy(ae) if is_fitted and self.pretrain else clone(ae)
+        layers = []
+        for ae in self._layer_list():
+            fitted = hasattr(ae, "components_")
+            layer = copy.deepcopy(ae) if fitted and self.pretrain else clone(ae)
             if layer.random_state is None:
                 layer.set_params(random_state=rng.randint(np.iinfo(np.int32).max))
-            if self.pretrain:
-                if is_fitted:
-                    if layer.n_features_in_ != codes.shape[1]:
-                        raise ValueError(
-                            f"Autoencoder {i} was fitted on {layer.n_features_in_} "
-                            f"features, but its input has {codes.shape[1]}."
-                        )
-                else:
-                    if self.verbose:
-                        print(f"Pretraining layer {i + 1} of {len(layers)} "
-                              f"({type(layer).__name__}, {layer.n_components} units)")
-                    layer.fit(codes)
-                if i + 1 < len(layers):
-                    codes = layer.transform(codes)
-            fitted.append(layer)
-        return fitted
+            layers.append(layer)
+        if self.pretrain:
+            fit_greedily(layers, X, self._fit_layer)
+        return layers
+
+    def _fit_layer(self, i, layer, codes):
+        if self.verbose:
+            print(f"Pretraining layer {i + 1} of {len(self._layer_list())} "
+                  f"({type(layer).__name__}, {layer.n_components} units)")
+        layer.fit(codes)
 
     def _initial_params(self, layers, n_features, n_classes, dtype, rng):
         """Network parameters: the pretrained encoders (their input means folded into
@@ -335,11 +326,11 @@ class AutoencoderClassifier(ClassifierMixin, BaseEstimator):
                 layer = ae._encoder_layer(dtype)
                 params[f"W{l}"], params[f"b{l}"] = layer.W, layer.b
             else:
-                params[f"W{l}"], params[f"b{l}"] = _glorot(rng, units, fan_in, ae.activation,
-                                                           dtype)
+                params[f"W{l}"], params[f"b{l}"] = glorot_uniform(rng, units, fan_in,
+                                                                  ae.activation, dtype)
             fan_in = units
         L = len(layers)
-        params[f"W{L}"], params[f"b{L}"] = _glorot(rng, n_classes, fan_in, "softmax", dtype)
+        params[f"W{L}"], params[f"b{L}"] = glorot_uniform(rng, n_classes, fan_in, "softmax", dtype)
         return params
 
     def _make_network(self, specs):
@@ -375,34 +366,6 @@ class AutoencoderClassifier(ClassifierMixin, BaseEstimator):
         self.out_activation_ = "softmax"
 
     # ------------------------------------------------------------ validation
-    def _validate_input(self, X, y, reset):
-        X, y = validate_data(
-            self, X, y, accept_sparse=("csr", "csc"), dtype=_FLOATS, reset=reset,
-            multi_output=False,
-        )
-        if sp.issparse(X):
-            X = X.tocsr()
-        check_classification_targets(y)
-        target = type_of_target(y)
-        if target not in ("binary", "multiclass"):
-            raise ValueError(
-                f"AutoencoderClassifier supports binary and multiclass targets; got {target!r}."
-            )
-        return X, y
-
-    def _one_hot(self, y, dtype):
-        idx = np.searchsorted(self.classes_, y)
-        idx = np.minimum(idx, len(self.classes_) - 1)
-        unknown = self.classes_[idx] != y
-        if np.any(unknown):
-            raise ValueError(
-                f"y holds labels not in classes_ ({self.classes_!r}): "
-                f"{np.unique(np.asarray(y)[unknown])!r}."
-            )
-        Y = np.zeros((len(y), len(self.classes_)), dtype=dtype)
-        Y[np.arange(len(y)), idx] = 1
-        return Y
-
     # ------------------------------------------------------------------- API
     @_fit_context(prefer_skip_nested_validation=False)
     def fit(self, X, y):
@@ -493,9 +456,9 @@ class AutoencoderClassifier(ClassifierMixin, BaseEstimator):
             self._validate_params()
         self._layer_list()  # the layers' types are checked before any work
         if not incremental:
-            X, y = self._validate_input(X, y, reset=not (self.warm_start and fitted))
-            classes = self._two_classes(np.unique(y), "The training data holds {}; a "
-                                        "classifier needs samples of at least 2 classes.")
+            X, y = _labels.validate(self, X, y, reset=not (self.warm_start and fitted))
+            classes = _labels.at_least_two(np.unique(y), "The training data holds {}; a "
+                                           "classifier needs samples of at least 2 classes.")
             return X, y, classes, self.warm_start and self._can_continue(classes)
         if not fitted and classes is None:
             raise ValueError("classes must be passed on the first call to partial_fit.")
@@ -506,7 +469,7 @@ class AutoencoderClassifier(ClassifierMixin, BaseEstimator):
                 f"classes={np.unique(classes)!r} is not the same as on the first call to "
                 f"partial_fit: {self.classes_!r}."
             )
-        X, y = self._validate_input(X, y, reset=not fitted)
+        X, y = _labels.validate(self, X, y, reset=not fitted)
         if fitted and not self._can_continue(self.classes_):
             raise ValueError(
                 "partial_fit cannot continue: the layers, fine_tune_k or solver "
@@ -514,15 +477,9 @@ class AutoencoderClassifier(ClassifierMixin, BaseEstimator):
             )
         if fitted:
             return X, y, self.classes_, True
-        classes = self._two_classes(np.unique(classes), "classes holds {}; a classifier "
-                                    "needs at least 2 classes.")
+        classes = _labels.at_least_two(np.unique(classes), "classes holds {}; a classifier "
+                                       "needs at least 2 classes.")
         return X, y, classes, False
-
-    @staticmethod
-    def _two_classes(classes, message):
-        if len(classes) < 2:
-            raise ValueError(message.format(f"1 class ({classes[0]!r})"))
-        return classes
 
     def _fit(self, X, y, incremental, classes=None):
         """:meth:`fit` (``incremental=False``: ``max_iter`` epochs, from the fitted
@@ -537,8 +494,9 @@ class AutoencoderClassifier(ClassifierMixin, BaseEstimator):
         self.classes_ = classes
         validating = self.early_stopping and not incremental
         if validating:
-            X, X_val, y, y_val = self._validation_split(X, y, classes, rng)
-        Y = self._one_hot(y, X.dtype)  # unknown labels fail before any pretraining
+            X, X_val, y, y_val = _labels.validation_split(X, y, classes,
+                                                          self.validation_fraction, rng)
+        Y = _labels.one_hot(classes, y, X.dtype)  # unknown labels fail before any pretraining
         if continuing:
             params, optimizer = self._continued()
             loss_curve = list(self.loss_curve_)
@@ -576,22 +534,6 @@ class AutoencoderClassifier(ClassifierMixin, BaseEstimator):
         self.validation_scores_ = outcome.scores
         self.best_validation_score_ = float(max(outcome.scores)) if validating else None
         return self
-
-    def _validation_split(self, X, y, classes, rng):
-        """Training and validation parts for ``early_stopping``: stratified when every
-        class can appear on both sides, else a plain random split."""
-        n = X.shape[0]
-        n_val = int(np.ceil(self.validation_fraction * n))
-        if n < 2 or n_val >= n:
-            raise ValueError(
-                f"early_stopping needs a validation split of validation_fraction="
-                f"{self.validation_fraction} of {n} samples with at least one sample on "
-                "each side."
-            )
-        counts = np.unique(y, return_counts=True)[1]
-        stratify = y if counts.min() >= 2 and len(classes) <= min(n_val, n - n_val) else None
-        return train_test_split(X, y, test_size=n_val, stratify=stratify,
-                                random_state=rng.randint(np.iinfo(np.int32).max))
 
     def _learning_rate(self, epoch):
         """The step size of the (0-based) epoch of the schedule."""
@@ -680,13 +622,3 @@ class AutoencoderClassifier(ClassifierMixin, BaseEstimator):
         tags.input_tags.sparse = True
         tags.classifier_tags.multi_label = False
         return tags
-
-
-def _glorot(rng, fan_out, fan_in, activation, dtype):
-    """Glorot-uniform weights and biases of a layer, as MLPClassifier draws them
-    (a narrower range, by sqrt(3), for sigmoid units)."""
-    factor = 2.0 if activation == "sigmoid" else 6.0
-    bound = np.sqrt(factor / (fan_in + fan_out))
-    W = rng.uniform(-bound, bound, (fan_out, fan_in)).astype(dtype)
-    b = rng.uniform(-bound, bound, fan_out).astype(dtype)
-    return W, b

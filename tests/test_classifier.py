@@ -12,7 +12,7 @@ from sklearn.exceptions import ConvergenceWarning
 from sklearn.model_selection import train_test_split
 
 from skksae import AutoencoderClassifier, DenoisingAutoencoder, KSparseAutoencoder
-from skksae import _networks, _optim, _training
+from skksae import _labels, _networks, _optim, _training
 from skksae._kernels import single_threaded_blas
 
 
@@ -247,7 +247,8 @@ def test_early_stopping_keeps_the_best_epoch(digits):
     assert clf.best_loss_ is None
     # the kept weights are those of the best epoch: rescoring the same split agrees
     rng = np.random.RandomState(0)  # the split is the first draw from random_state
-    _, X_val, _, y_val = clf._validation_split(X_train, y_train, clf.classes_, rng)
+    _, X_val, _, y_val = _labels.validation_split(X_train, y_train, clf.classes_,
+                                                  clf.validation_fraction, rng)
     assert clf.score(X_val, y_val) == pytest.approx(clf.best_validation_score_)
 
 

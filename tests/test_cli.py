@@ -13,8 +13,11 @@ from sklearn.datasets import load_digits
 from sklearn.linear_model import LogisticRegression
 from sklearn.neural_network import BernoulliRBM
 
-from skksae import KSparseAutoencoder, _cli
-from skksae._cli import CLASSIFIER, fit_classifier, main, make_extractor, parse_args
+from skksae import DenoisingAutoencoder, KSparseAutoencoder
+from skksae._experiments import cli, options, progress, selection
+from skksae._experiments.cli import main, parse_args
+from skksae._experiments.models import extractor as make_extractor
+from skksae._experiments.selection import CLASSIFIER, fit_classifier
 
 
 def test_main_job_on_digits_writes_tables(tmp_path, capsys):
@@ -279,7 +282,7 @@ def test_k_sweep_one_row_per_k_alpha_chosen_on_validation(tmp_path, capsys, monk
     def no_figure_model(*args):
         raise AssertionError("the filter figure trained its own model in a k sweep")
 
-    monkeypatch.setattr("skksae._figures.filter_model", no_figure_model)
+    monkeypatch.setattr("skksae._experiments.models.filter_model", no_figure_model)
     out = tmp_path / "out"
     rc = main(["--methods", "raw,ksparse", "--k", "4,8,16", "--transform-k-factor", "1,3",
                "--epochs", "5", "--n-components", "48", "--C", "1,10", "--out", str(out)])
@@ -346,8 +349,8 @@ def test_alpha_search_refits_on_all_codes_at_the_chosen_alpha():
     X = (X / 16.0).astype(np.float32)
     args = parse_args(["--n-components", "48", "--k", "6", "--epochs", "5"])
     extractor = make_extractor("ksparse", args).fit(X)
-    clf, C, alpha, acc = _cli.fit_ksparse_classifier(extractor, X, y, [1.0, 2.0, 4.0],
-                                                     [1.0], 0, lambda line: None)
+    clf, C, alpha, acc = selection.fit_ksparse_classifier(extractor, X, y, [1.0, 2.0, 4.0],
+                                                          [1.0], 0, lambda line: None)
     assert extractor[0].transform_k_factor == alpha
     assert extractor.transform(X[:5]).getnnz(axis=1).max() <= round(alpha * 6)
     accs = []
@@ -412,7 +415,7 @@ def test_bad_options_fail_before_any_data_or_training(argv, message, monkeypatch
     def no_loading(*args):
         raise AssertionError("the data was loaded before the options were checked")
 
-    monkeypatch.setattr(_cli, "load", no_loading)
+    monkeypatch.setattr(options, "load", no_loading)
     argv = [str(tmp_path / "out") if a == "OUT" else a for a in argv]
     assert main(argv) == 2
     assert message in _one_error_line(capsys)
@@ -456,7 +459,7 @@ def test_interrupted_run_keeps_its_finished_rows(monkeypatch, capsys, tmp_path):
     def interrupt(self, X, y=None):
         raise KeyboardInterrupt
 
-    monkeypatch.setattr(_cli.DenoisingAutoencoder, "fit", interrupt)
+    monkeypatch.setattr(DenoisingAutoencoder, "fit", interrupt)
     out = tmp_path / "out"
     argv = ["--methods", "raw,ksparse,dae", "--epochs", "3", "--n-components", "32",
             "--k", "4", "--C", "1", "--out", str(out)]
@@ -479,7 +482,7 @@ def test_interrupted_fine_tuning_table_keeps_its_finished_rows(monkeypatch, caps
         raise KeyboardInterrupt
 
     # the denoising stack's pretraining is the fourth network of --depths 1
-    monkeypatch.setattr(_cli.DenoisingAutoencoder, "fit", interrupt)
+    monkeypatch.setattr(DenoisingAutoencoder, "fit", interrupt)
     out = tmp_path / "out"
     argv = ["--table", "fine-tune", "--depths", "1", "--epochs", "2", "--n-components",
             "16", "--k", "4", "--out", str(out)]
@@ -543,7 +546,7 @@ def test_rbm_epochs_are_counted_from_its_batches_and_the_model_is_unchanged():
     X = np.random.RandomState(0).rand(50, 8)  # 4 batches of 16 per epoch, the last short
     seen = []
     rbm = BernoulliRBM(n_components=4, batch_size=16, n_iter=3, random_state=0)
-    codes = _cli._fit_transform(rbm, X, lambda est, epoch, n: seen.append((est, epoch, n)))
+    codes = progress.fit_transform(rbm, X, lambda est, epoch, n: seen.append((est, epoch, n)))
     assert seen == [(rbm, 1, 3), (rbm, 2, 3), (rbm, 3, 3)]
     assert "_fit" not in vars(rbm)  # the counting wrapper is gone
     plain = BernoulliRBM(n_components=4, batch_size=16, n_iter=3, random_state=0).fit(X)
@@ -565,11 +568,11 @@ def test_progress_updates_one_line_on_a_terminal():
             return True
 
     stream = Terminal()
-    progress = _cli.Progress(stream)
-    progress.model("k-sparse")
+    shown = progress.Progress(stream)
+    shown.model("k-sparse")
     est = KSparseAutoencoder()
     for epoch in range(1, 4):
-        progress(est, epoch, 3)
+        shown(est, epoch, 3)
     text = stream.getvalue()
     assert text.count("\r") == 3 and text.count("\n") == 1 and text.endswith("\n")
     assert "epoch 3/3" in text
@@ -586,7 +589,7 @@ def test_resume_runs_only_the_missing_methods(monkeypatch, tmp_path, capsys):
     def must_not_train(self, X, y=None):
         raise AssertionError("a finished method was trained again")
 
-    monkeypatch.setattr(_cli.KSparseAutoencoder, "fit", must_not_train)
+    monkeypatch.setattr(KSparseAutoencoder, "fit", must_not_train)
     assert main(["--methods", "raw,ksparse,dae", "--resume"] + common) == 0
     assert "kept from" in capsys.readouterr().out
     with open(out / "results.csv") as f:
@@ -618,7 +621,7 @@ def test_one_line_when_the_cache_is_empty(monkeypatch, capsys, warm, said):
     from skksae import _precompile
 
     monkeypatch.setattr(_precompile, "cache_is_warm", lambda dtype: warm)
-    _cli.say_if_cold(np.float32)
+    cli.say_if_cold(np.float32)
     err = capsys.readouterr().err
     assert ("compiling its kernels for this CPU, once" in err) is said
     assert err.count("\n") == int(said)

@@ -161,7 +161,7 @@ def column_sums(A, out, nonzero=False):
                 for f in range(d):
                     acc[f] += row[f]
     # explicit loops: an array expression here compiles NumPy's broadcasting and its
-    # error messages (string formatting, about 2 s of a fresh install's first run)
+    # error messages (string formatting: seconds of a fresh install's first run)
     for f in range(d):
         out[f] = partial[0, f]
     for blk in range(1, n_blocks):

@@ -29,13 +29,13 @@ def _optimizer_step(solver, w, s1, s2, g, rate, beta1, beta2, epsilon, l2=0.0):
     zero, one = real(0), real(1)
     # The state of a unit that gets no gradient decays geometrically and reaches the
     # subnormal range after about a thousand steps, where every operation on it takes
-    # a slow microcode path (an epoch ran 1.5x slower): flush it to zero instead.
+    # a slow microcode path: flush it to zero instead.
     # NaN compares false and is kept.
     tiny = real(_TINY32) if w.itemsize == 4 else real(_TINY64)
     # For the same reason a gradient entry whose (1 - beta2)-weighted square would be
     # subnormal is taken as zero (with an L2 penalty, the gradient of a weight that no
-    # sample reaches is l2 * w, and such weights decay to tiny values: an Adam step
-    # over them ran 7x slower).  Its step would be below rate * small / epsilon anyway.
+    # sample reaches is l2 * w, and such weights decay to tiny values).  Its step
+    # would be below rate * small / epsilon anyway.
     small = np.sqrt(tiny / (one - beta2)) if solver == ADAM else zero
     if solver == SGD:
         for i in range(w.shape[0]):
@@ -56,8 +56,9 @@ def _optimizer_step(solver, w, s1, s2, g, rate, beta1, beta2, epsilon, l2=0.0):
             w[i] -= rate * mi / (np.sqrt(vi) + epsilon)
 
 
-# Compiled on their own once for each set of liberties of their callers (with which
-# they were inlined into them before): the weights' step fused into unit_backward
+# Compiled on their own once for each set of liberties of their callers (an inlined
+# helper would be compiled again inside each caller): the weights' step fused into
+# unit_backward
 # (re-association, fused multiply-adds) and the plain one of optimizer_update; both
 # with the error model of a parallel loop's body.
 _update_block = _compiled_copy(_optimizer_step, "_plain", error_model="numpy")

@@ -280,9 +280,9 @@ def topk_unit_grads(indptr, pos, k, vals, dH, X, activation, gW, gb, dz):
     zero rows.  ``indptr, pos`` come from :func:`units_index`.
 
     Unlike :func:`unit_backward` the optimizer step is not fused in: an Adam step per
-    row inside the loop ran several times slower than the same step over the flat
-    array, and one per block of rows was no faster than :func:`optimizer_update`
-    after the kernel (the step is bound by memory bandwidth either way).
+    row inside this loop is several times slower than the same step over the flat
+    array, and one per block of rows no faster than :func:`optimizer_update` after
+    the kernel (the step is bound by memory bandwidth either way).
     """
     n_units = gW.shape[0]
     n_blocks = min(n_units, 16)

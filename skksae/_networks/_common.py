@@ -30,6 +30,16 @@ def init_params(rng, n_components, n_features, dtype, tied, init_std, unit_norm=
     return params
 
 
+def glorot_uniform(rng, fan_out, fan_in, activation, dtype):
+    """Glorot-uniform weights and biases of a layer, as MLPClassifier draws them
+    (a narrower range, by sqrt(3), for sigmoid units)."""
+    factor = 2.0 if activation == "sigmoid" else 6.0
+    bound = np.sqrt(factor / (fan_in + fan_out))
+    W = rng.uniform(-bound, bound, (fan_out, fan_in)).astype(dtype)
+    b = rng.uniform(-bound, bound, fan_out).astype(dtype)
+    return W, b
+
+
 def copy_state(d):
     """A copy of a dict of arrays (parameters or optimizer state)."""
     return {k: (v.copy() if isinstance(v, np.ndarray) else v) for k, v in d.items()}

@@ -6,19 +6,9 @@ import warnings
 import numpy as np
 from sklearn.exceptions import ConvergenceWarning
 
-from ._ksparse import KSparseAutoencoder
-from ._plotting import filter_extent, filter_mosaic
-
-FILTER_KS = (70, 40, 25, 10)
-
-
-def filter_model(args, k):
-    """The unfitted k-sparse model of the filter figure for one k (the command checks
-    its parameters before any training, then :func:`write_figures` fits it)."""
-    return KSparseAutoencoder(n_components=args.n_components, k=min(k, args.n_components),
-                              transform_k_factor=1, max_iter=args.filter_epochs, tol=0.0,
-                              solver="sgd", learning_rate=args.learning_rate,
-                              random_state=args.seed)
+from .._plotting import filter_extent, filter_mosaic
+from . import models
+from .options import FILTER_KS
 
 
 def write_figures(out, X_train, X_test, fitted, image_shape, args, log=print,
@@ -40,9 +30,16 @@ def write_figures(out, X_train, X_test, fitted, image_shape, args, log=print,
     except ImportError:
         log("matplotlib is not installed (pip install 'skksae[examples]'): no figures")
         return []
-    paths = []
-    n_show = min(100, args.n_components)
+    paths = [_filters_figure(plt, out, X_train, image_shape, args, log, filter_models)]
+    autoencoders = {m: fitted[m] for m in ("ksparse", "dae") if m in fitted}
+    if autoencoders:
+        paths += _reconstruction_figures(plt, out, X_test, autoencoders, image_shape)
+    return paths
 
+
+def _filters_figure(plt, out, X_train, image_shape, args, log, filter_models):
+    """``filters.png``: filters for several k (see :func:`write_figures`)."""
+    n_show = min(100, args.n_components)
     # Filters for several k, trained like the comparison's model, each tile on its own
     # scale.  The median spatial extent of the live units' filters (those selected at
     # least once on the training data) measures how local they are; the figure shows a
@@ -53,7 +50,7 @@ def write_figures(out, X_train, X_test, fitted, image_shape, args, log=print,
     rng = np.random.default_rng(args.seed)
     for ax, k in zip(axes[0], ks):
         if filter_models is None:
-            ae = filter_model(args, k)
+            ae = models.filter_model(args, k)
             with warnings.catch_warnings():
                 warnings.simplefilter("ignore", ConvergenceWarning)
                 ae.fit(X_train)
@@ -81,43 +78,45 @@ def write_figures(out, X_train, X_test, fitted, image_shape, args, log=print,
                  f"{args.n_components}, most used first ({trained}); "
                  "extent = median RMS radius of the live units' filter energy")
     fig.tight_layout()
-    paths.append(out / "filters.png")
+    path = out / "filters.png"
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
+    return path
+
+
+def _reconstruction_figures(plt, out, X_test, autoencoders, image_shape):
+    """``reconstructions.png`` (test images beside the inputs) and ``loss_curves.png``
+    for the fitted ``autoencoders`` (by method name)."""
+    X = X_test[:10]
+    rows = [("input", X)]
+    for name, model in autoencoders.items():
+        rows.append((name, _reconstruct(model, X)))
+    fig, axes = plt.subplots(len(rows), 1, figsize=(10, 1.2 * len(rows) + 0.4))
+    axes = np.atleast_1d(axes)
+    for ax, (name, images) in zip(axes, rows):
+        ax.imshow(filter_mosaic(images, image_shape, n_cols=len(X), pad=1), cmap="gray",
+                  interpolation="nearest")
+        ax.set_ylabel(name, rotation=0, ha="right", va="center")
+        ax.set_xticks([])
+        ax.set_yticks([])
+    fig.tight_layout()
+    paths = [out / "reconstructions.png"]
     fig.savefig(paths[-1], dpi=100)
     plt.close(fig)
 
-    # Reconstructions of test images beside the inputs.
-    models = {m: fitted[m] for m in ("ksparse", "dae") if m in fitted}
-    if models:
-        X = X_test[:10]
-        rows = [("input", X)]
-        for name, model in models.items():
-            rows.append((name, _reconstruct(model, X)))
-        fig, axes = plt.subplots(len(rows), 1, figsize=(10, 1.2 * len(rows) + 0.4))
-        axes = np.atleast_1d(axes)
-        for ax, (name, images) in zip(axes, rows):
-            ax.imshow(filter_mosaic(images, image_shape, n_cols=len(X), pad=1), cmap="gray",
-                      interpolation="nearest")
-            ax.set_ylabel(name, rotation=0, ha="right", va="center")
-            ax.set_xticks([])
-            ax.set_yticks([])
-        fig.tight_layout()
-        paths.append(out / "reconstructions.png")
-        fig.savefig(paths[-1], dpi=100)
-        plt.close(fig)
-
-        fig, ax = plt.subplots(figsize=(6, 4))
-        for name, model in models.items():
-            est = _autoencoder(model)
-            ax.plot(np.arange(1, len(est.loss_curve_) + 1), est.loss_curve_, label=name)
-        ax.set_xlabel("epoch")
-        ax.set_ylabel("training loss per sample")
-        ax.set_title("k-sparse: half squared error; denoising: its own loss", fontsize=9)
-        ax.set_yscale("log")
-        ax.legend()
-        fig.tight_layout()
-        paths.append(out / "loss_curves.png")
-        fig.savefig(paths[-1], dpi=100)
-        plt.close(fig)
+    fig, ax = plt.subplots(figsize=(6, 4))
+    for name, model in autoencoders.items():
+        est = _autoencoder(model)
+        ax.plot(np.arange(1, len(est.loss_curve_) + 1), est.loss_curve_, label=name)
+    ax.set_xlabel("epoch")
+    ax.set_ylabel("training loss per sample")
+    ax.set_title("k-sparse: half squared error; denoising: its own loss", fontsize=9)
+    ax.set_yscale("log")
+    ax.legend()
+    fig.tight_layout()
+    paths.append(out / "loss_curves.png")
+    fig.savefig(paths[-1], dpi=100)
+    plt.close(fig)
     return paths
 
 

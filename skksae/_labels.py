@@ -1,0 +1,69 @@
+"""The classifier's targets: their checks, one-hot codes and the validation split."""
+
+import numpy as np
+import scipy.sparse as sp
+from sklearn.model_selection import train_test_split
+from sklearn.utils.multiclass import check_classification_targets, type_of_target
+from sklearn.utils.validation import validate_data
+
+from ._base import _FLOATS
+
+
+def validate(estimator, X, y, reset):
+    """``validate_data`` for a classifier's (X, y): X dense or CSR of a floating
+    dtype, y binary or multiclass labels."""
+    X, y = validate_data(
+        estimator, X, y, accept_sparse=("csr", "csc"), dtype=_FLOATS, reset=reset,
+        multi_output=False,
+    )
+    if sp.issparse(X):
+        X = X.tocsr()
+    check_classification_targets(y)
+    target = type_of_target(y)
+    if target not in ("binary", "multiclass"):
+        raise ValueError(
+            f"{type(estimator).__name__} supports binary and multiclass targets; got "
+            f"{target!r}."
+        )
+    return X, y
+
+
+def at_least_two(classes, message):
+    """``classes``, or a ValueError (``message`` formatted with "1 class (...)") when
+    there is only one."""
+    if len(classes) < 2:
+        raise ValueError(message.format(f"1 class ({classes[0]!r})"))
+    return classes
+
+
+def one_hot(classes, y, dtype):
+    """The one-hot rows of the labels ``y`` over the sorted ``classes``; a label not
+    in ``classes`` is a ValueError."""
+    idx = np.searchsorted(classes, y)
+    idx = np.minimum(idx, len(classes) - 1)
+    unknown = classes[idx] != y
+    if np.any(unknown):
+        raise ValueError(
+            f"y holds labels not in classes_ ({classes!r}): "
+            f"{np.unique(np.asarray(y)[unknown])!r}."
+        )
+    Y = np.zeros((len(y), len(classes)), dtype=dtype)
+    Y[np.arange(len(y)), idx] = 1
+    return Y
+
+
+def validation_split(X, y, classes, fraction, rng):
+    """Training and validation parts for early stopping (``fraction`` of the rows, at
+    least one on each side): stratified when every class can appear on both sides,
+    else a plain random split; one seed drawn from ``rng``."""
+    n = X.shape[0]
+    n_val = int(np.ceil(fraction * n))
+    if n < 2 or n_val >= n:
+        raise ValueError(
+            f"early_stopping needs a validation split of validation_fraction={fraction} "
+            f"of {n} samples with at least one sample on each side."
+        )
+    counts = np.unique(y, return_counts=True)[1]
+    stratify = y if counts.min() >= 2 and len(classes) <= min(n_val, n - n_val) else None
+    return train_test_split(X, y, test_size=n_val, stratify=stratify,
+                            random_state=rng.randint(np.iinfo(np.int32).max))
