@@ -35,9 +35,12 @@ for an unfitted autoencoder)."""
 class _BaseAutoencoder(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstimator):
     """Base class: everything but the architecture choices lives here.
 
-    Subclasses define ``_network_options()`` (activation, loss, corruption), the hidden
-    layer's ``_train_k(epoch)`` and ``_transform_k()``, ``_init_std(n_features)`` and
-    ``_check_data(X)`` for model-specific input checks.
+    Subclasses define ``_network_options(fitted)`` (the network's activation, loss,
+    corruption and top-k options), the hidden layer's ``_train_k(epoch)`` and
+    ``_transform_k()``, ``_init_std(n_features)`` and ``_check_data(X)`` for
+    model-specific input checks; they may override ``_schedule_end()`` (a k
+    schedule), ``_dead_window(n_samples)`` and ``_commit_network(network)`` (what a
+    fit keeps of the trained network).
     """
 
     _parameter_constraints: dict = {
@@ -49,21 +52,20 @@ class _BaseAutoencoder(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEs
     }
 
     # ---------------------------------------------------------------- helpers
-    def _make_network(self, mean, tied=None, threshold=None):
+    def _make_network(self, mean, tied=None, fitted=False):
         """The network for the current parameters and an input ``mean`` (None: no
         centring); ``tied`` defaults to the parameter (fitting) and is the fitted
-        model's own structure when encoding or decoding."""
+        model's own structure when encoding or decoding; ``fitted`` asks for the
+        fitted model's network (:meth:`_network_options`)."""
         return AutoencoderNet(
             tied=self.tied_weights if tied is None else tied,
             mean=mean,
-            threshold=threshold,
-            **self._network_options(),
+            **self._network_options(fitted),
         )
 
     def _fitted_network(self):
         """The network of the fitted model, for encoding, decoding and scoring."""
-        return self._make_network(self.mean_, self._fitted_tied(),
-                                  getattr(self, "threshold_", None))
+        return self._make_network(self.mean_, self._fitted_tied(), fitted=True)
 
     def _make_optimizer(self, state):
         return _optim.make_optimizer(self.solver, self.learning_rate, self.momentum, state)
@@ -105,7 +107,7 @@ class _BaseAutoencoder(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEs
         A ``k`` above ``n_components`` keeps every unit, with a warning, as
         :class:`~sklearn.feature_selection.SelectKBest` does for a ``k`` above the
         number of features."""
-        k = getattr(self, "k", None)
+        k = self._train_k(None)
         if k is not None and k > self.n_components:
             warnings.warn(
                 f"k={k} is greater than n_components={self.n_components}: every hidden "
@@ -166,7 +168,7 @@ class _BaseAutoencoder(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEs
         self._random_state = rng
         self._n_features_out = self.components_.shape[0]
 
-    def _fresh_state(self, n_features, dtype, rng):
+    def _fresh_state(self, n_features, dtype, rng, unit_norm):
         params = init_params(
             rng,
             self.n_components,
@@ -174,7 +176,7 @@ class _BaseAutoencoder(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEs
             dtype,
             self.tied_weights,
             self._init_std(n_features),
-            unit_norm=getattr(self, "normalize_decoder", False),
+            unit_norm=unit_norm,
         )
         return params, self._make_optimizer(None).add_slots(params, params)
 
@@ -207,26 +209,10 @@ class _BaseAutoencoder(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEs
             _centre.recentre(params, self.mean_, new_mean, cross_entropy)
         return params
 
-    def _commit_threshold(self, network):
-        """``threshold_`` of a model with a ``batch_topk`` option: the mean of the
-        smallest activation each batch of the last epoch kept (None without batch
-        top-k)."""
-        if not hasattr(self, "batch_topk"):
-            return
-        minima = network.batch_minima if self.batch_topk else None
-        self.threshold_ = float(np.mean(minima)) if minima else None
-
     def _since_fired(self):
         """A copy of the fitted count of training samples since each unit was last
         selected."""
         return self._samples_since_fired.copy()
-
-    def _dead_window(self, n_samples):
-        """Samples without being selected after which a unit counts as dead:
-        ``dead_window`` where the model has one and it is set, else ``n_samples``
-        (the training data of the call: an epoch)."""
-        window = getattr(self, "dead_window", None)
-        return n_samples if window is None else window
 
     # ------------------------------------------------------------------- API
     @_fit_context(prefer_skip_nested_validation=True)
@@ -270,13 +256,14 @@ class _BaseAutoencoder(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEs
         if continuing:
             params, optimizer, rng, mean, n_seen = self._continued(X, incremental)
             loss_curve, since = list(self.loss_curve_), self._since_fired()
+            network = self._make_network(mean)
         else:
             mean = self._input_mean(X, X.dtype)
             rng = check_random_state(self.random_state)
-            params, optimizer = self._fresh_state(X.shape[1], X.dtype, rng)
+            network = self._make_network(mean)
+            params, optimizer = self._fresh_state(X.shape[1], X.dtype, rng, network.unit_norm)
             loss_curve, n_seen = [], X.shape[0]
             since = np.zeros(self.n_components, dtype=np.int64)
-        network = self._make_network(mean)
         network.since = since
         dead_window = self._dead_window(X.shape[0])
 
@@ -294,7 +281,7 @@ class _BaseAutoencoder(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEs
         _training.train(self, one_epoch, loss_curve, 1 if incremental else self.max_iter,
                         stop=stop, patience_from=self._schedule_end())
         self._commit(params, optimizer.state, rng, mean, n_seen, since)
-        self._commit_threshold(network)
+        self._commit_network(network)
         self.n_iter_ = len(loss_curve)  # with warm_start, epochs of earlier fits count too
         self.loss_curve_ = loss_curve
         self.n_dead_units_ = int(np.count_nonzero(since >= dead_window))
@@ -483,6 +470,15 @@ class _BaseAutoencoder(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEs
     def _schedule_end(self):
         """First epoch index from which the training k no longer changes."""
         return 0
+
+    def _dead_window(self, n_samples):
+        """Samples without being selected after which a unit counts as dead:
+        ``n_samples``, the training data of the call (an epoch)."""
+        return n_samples
+
+    def _commit_network(self, network):
+        """Keep what the model needs of the network it has just trained (nothing
+        here)."""
 
     def _check_data(self, X):
         """Model-specific checks on validated training data; raise ValueError."""

@@ -276,7 +276,7 @@ class DenoisingAutoencoder(_BaseAutoencoder):
         self.random_state = random_state
         self.verbose = verbose
 
-    def _network_options(self):
+    def _network_options(self, fitted=False):
         corrupt_fn = _CORRUPTIONS[self.corruption]
         level = self.corruption_level
 

@@ -2,6 +2,7 @@
 
 from numbers import Integral, Real
 
+import numpy as np
 from sklearn.utils._param_validation import Interval, StrOptions
 
 from ._base import _BaseAutoencoder
@@ -305,13 +306,23 @@ class KSparseAutoencoder(_BaseAutoencoder):
         self.random_state = random_state
         self.verbose = verbose
 
-    def _network_options(self):
+    def _network_options(self, fitted=False):
         k_aux = self.k_aux
         if k_aux == "auto":
             k_aux = max(1, getattr(self, "n_features_in_", 2) // 2)
         return {"activation": self.activation, "loss": "squared_error",
                 "aux_coef": self.aux_coef, "k_aux": k_aux,
-                "unit_norm": self.normalize_decoder, "batch_topk": self.batch_topk}
+                "unit_norm": self.normalize_decoder, "batch_topk": self.batch_topk,
+                "threshold": self.threshold_ if fitted else None}
+
+    def _dead_window(self, n_samples):
+        return n_samples if self.dead_window is None else self.dead_window
+
+    def _commit_network(self, network):
+        # batch top-k's threshold: the mean of the smallest activation each batch of
+        # the last epoch kept
+        minima = network.batch_minima if self.batch_topk else None
+        self.threshold_ = float(np.mean(minima)) if minima else None
 
     def _init_std(self, n_features):
         return 0.01
