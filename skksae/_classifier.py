@@ -349,7 +349,7 @@ class AutoencoderClassifier(ClassifierMixin, BaseEstimator):
         return list(zip(self.hidden_activations_, self.hidden_k_))
 
     def _params(self, dtype=None):
-        """The fitted network as the engine's parameter dict (unit-major weights)."""
+        """The fitted network as StackNet's parameter dict (unit-major weights)."""
         dtype = self.coefs_[0].dtype if dtype is None else dtype
         params = {}
         for l, (W, b) in enumerate(zip(self.coefs_, self.intercepts_)):

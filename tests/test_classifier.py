@@ -1,4 +1,4 @@
-"""AutoencoderClassifier: the stack engine's gradients, pretraining, fine-tuning and
+"""AutoencoderClassifier: the stack network's gradients, pretraining, fine-tuning and
 the classifier contract."""
 
 import pickle
@@ -29,7 +29,7 @@ def _quiet(clf, *args, **kwargs):
         return clf.fit(*args, **kwargs)
 
 
-# ------------------------------------------------------------------ the engine
+# ------------------------------------------------------------------ the network
 STACKS = [  # layers (units, activation, k), first trained layer, alpha, dropout
     ([(6, "linear", 2)], 0, 0.0, 0.0),
     ([(6, "sigmoid", None), (5, "relu", 2)], 0, 0.0, 0.4),

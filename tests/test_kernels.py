@@ -1,4 +1,4 @@
-"""The Numba kernels and the engine's gradients against NumPy references."""
+"""The Numba kernels and the networks' gradients against NumPy references."""
 
 import numba
 import numpy as np
