@@ -198,3 +198,16 @@ def test_importing_skksae_does_not_import_skl2onnx():
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
                          check=True)
     assert out.stdout.split() == ["False", "False"]
+
+
+def test_exact_ties_go_to_the_lower_index_as_in_the_kernels(split):
+    """Every unit with the same activation: both keep units 0 .. k-1."""
+    X_train, X_test, _, _ = split
+    model = KSparseAutoencoder(32, k=4, transform_k_factor=1, max_iter=1,
+                               random_state=0).fit(X_train)
+    model.components_[:] = 0  # tied: the decoder too
+    model.intercept_hidden_[:] = 1.0
+    codes = _run(_session(model, X_test[:1]), X_test[:10])[0]
+    ref = model.transform(X_test[:10])
+    np.testing.assert_array_equal(ref[:, :4], 1.0)
+    np.testing.assert_array_equal(codes, ref)
