@@ -35,6 +35,10 @@ class AutoencoderClassifier(ClassifierMixin, BaseEstimator):
     ``pretrain=False``; pretraining followed by training the output layer alone
     (frozen features) is ``fine_tune=False``.
 
+    Rows labelled ``-1`` are unlabelled, as in :mod:`sklearn.semi_supervised`: the
+    autoencoders are pretrained on every row, the network is trained on the labelled
+    ones only, and ``classes_`` leaves the marker out.
+
     Parameters
     ----------
     autoencoders : list of KSparseAutoencoder or DenoisingAutoencoder, default=None
@@ -107,7 +111,8 @@ class AutoencoderClassifier(ClassifierMixin, BaseEstimator):
     early_stopping : bool, default=False
         Set aside ``validation_fraction`` of the training data (stratified), score
         it after each epoch, stop as ``tol`` says and keep the weights of the best
-        epoch. The autoencoders are pretrained on the rest only. :meth:`fit` only;
+        epoch. The split is drawn from the labelled rows; the autoencoders are
+        pretrained on the rest (and the unlabelled rows). :meth:`fit` only;
         :meth:`partial_fit` ignores it, as in ``MLPClassifier``.
 
     validation_fraction : float in (0, 1), default=0.1
@@ -378,7 +383,8 @@ class AutoencoderClassifier(ClassifierMixin, BaseEstimator):
             Training data.
 
         y : array-like of shape (n_samples,)
-            Class labels.
+            Class labels; ``-1`` marks an unlabelled row, used for pretraining only
+            (at least one row must be labelled).
 
         Returns
         -------
@@ -401,7 +407,8 @@ class AutoencoderClassifier(ClassifierMixin, BaseEstimator):
             Training data.
 
         y : array-like of shape (n_samples,)
-            Class labels, all in ``classes``.
+            Class labels, all in ``classes``; ``-1`` marks an unlabelled row, which
+            the first call pretrains on and every call leaves out of its epoch.
 
         classes : array-like of shape (n_classes,), default=None
             Every class of the problem; required on the first call, and if given
@@ -457,16 +464,19 @@ class AutoencoderClassifier(ClassifierMixin, BaseEstimator):
         self._layer_list()  # the layers' types are checked before any work
         if not incremental:
             X, y = _labels.validate(self, X, y, reset=not (self.warm_start and fitted))
-            classes = _labels.at_least_two(np.unique(y), "The training data holds {}; a "
+            labelled = _labels.without_marker(y)
+            hint = "" if len(labelled) == len(y) else " (rows labelled -1 are unlabelled)"
+            classes = _labels.at_least_two(np.unique(labelled),
+                                           "The training data holds {}" + hint + "; a "
                                            "classifier needs samples of at least 2 classes.")
             return X, y, classes, self.warm_start and self._can_continue(classes)
+        if classes is not None:
+            classes = np.unique(_labels.without_marker(classes))
         if not fitted and classes is None:
             raise ValueError("classes must be passed on the first call to partial_fit.")
-        if fitted and classes is not None and not np.array_equal(
-            self.classes_, np.unique(classes)
-        ):
+        if fitted and classes is not None and not np.array_equal(self.classes_, classes):
             raise ValueError(
-                f"classes={np.unique(classes)!r} is not the same as on the first call to "
+                f"classes={classes!r} is not the same as on the first call to "
                 f"partial_fit: {self.classes_!r}."
             )
         X, y = _labels.validate(self, X, y, reset=not fitted)
@@ -477,8 +487,8 @@ class AutoencoderClassifier(ClassifierMixin, BaseEstimator):
             )
         if fitted:
             return X, y, self.classes_, True
-        classes = _labels.at_least_two(np.unique(classes), "classes holds {}; a classifier "
-                                       "needs at least 2 classes.")
+        classes = _labels.at_least_two(classes, "classes holds {}; a classifier needs at "
+                                       "least 2 classes.")
         return X, y, classes, False
 
     def _fit(self, X, y, incremental, classes=None):
@@ -486,6 +496,8 @@ class AutoencoderClassifier(ClassifierMixin, BaseEstimator):
         network with ``warm_start``) and :meth:`partial_fit` (one epoch, from the
         fitted network)."""
         X, y, classes, continuing = self._checked_classes(X, y, incremental, classes)
+        # rows marked -1 pretrain the autoencoders; the labelled ones train the network
+        X, y, X_unlabelled = _labels.split_unlabelled(X, y)
         if incremental and continuing:
             rng = np.random.RandomState()
             rng.set_state(self._random_state.get_state())
@@ -501,7 +513,11 @@ class AutoencoderClassifier(ClassifierMixin, BaseEstimator):
             params, optimizer = self._continued()
             loss_curve = list(self.loss_curve_)
         else:
-            params, optimizer = self._start(X, classes, rng)
+            pretrain_on = X
+            if X_unlabelled is not None:
+                pretrain_on = (sp.vstack([X, X_unlabelled], format="csr") if sp.issparse(X)
+                               else np.concatenate([X, X_unlabelled]))
+            params, optimizer = self._start(pretrain_on, classes, rng)
             loss_curve = []
         dtype = params["W0"].dtype
         X, Y = X.astype(dtype, copy=False), Y.astype(dtype, copy=False)

@@ -9,23 +9,49 @@ from sklearn.utils.validation import validate_data
 from ._base import _FLOATS
 
 
+UNLABELLED = -1  # scikit-learn's marker of an unlabelled row (sklearn.semi_supervised)
+
+
 def validate(estimator, X, y, reset):
     """``validate_data`` for a classifier's (X, y): X dense or CSR of a floating
-    dtype, y binary or multiclass labels."""
+    dtype, y binary or multiclass labels where it is not -1 (unlabelled; at least one
+    row must be labelled)."""
     X, y = validate_data(
         estimator, X, y, accept_sparse=("csr", "csc"), dtype=_FLOATS, reset=reset,
         multi_output=False,
     )
     if sp.issparse(X):
         X = X.tocsr()
-    check_classification_targets(y)
-    target = type_of_target(y)
+    y = np.asarray(y)
+    labelled = without_marker(y)  # the marker is not a class
+    if labelled.size == 0:
+        raise ValueError(
+            "Every row of y is -1 (unlabelled): a classifier needs labelled rows. "
+            "Fit an autoencoder on unlabelled rows alone."
+        )
+    check_classification_targets(labelled)
+    target = type_of_target(labelled)
     if target not in ("binary", "multiclass"):
         raise ValueError(
             f"{type(estimator).__name__} supports binary and multiclass targets; got "
             f"{target!r}."
         )
     return X, y
+
+
+def split_unlabelled(X, y):
+    """(X, y) of the labelled rows and X of the unlabelled ones (``y == -1``; None when
+    every row is labelled, and then X and y are returned as they are)."""
+    unlabelled = np.asarray(y == UNLABELLED, dtype=bool)
+    if not unlabelled.any():
+        return X, y, None
+    return X[~unlabelled], y[~unlabelled], X[unlabelled]
+
+
+def without_marker(labels):
+    """``labels`` without the unlabelled marker -1."""
+    labels = np.asarray(labels)
+    return labels[np.asarray(labels != UNLABELLED, dtype=bool)]
 
 
 def at_least_two(classes, message):

@@ -63,6 +63,15 @@ ESTIMATORS = [
 ]
 
 
-@parametrize_with_checks(ESTIMATORS)
+def _expected_failures(estimator):
+    if isinstance(estimator, AutoencoderClassifier):
+        # the check's binary labels are {-1, 1}; -1 marks an unlabelled row, as for
+        # scikit-learn's semi-supervised estimators (which the check exempts by name):
+        # tests/test_semi_supervised.py covers what the check asks of other labels
+        return {"check_classifiers_classes": "-1 marks unlabelled rows"}
+    return {}
+
+
+@parametrize_with_checks(ESTIMATORS, expected_failed_checks=_expected_failures)
 def test_sklearn_compatible_estimator(estimator, check):
     check(estimator)
