@@ -455,21 +455,22 @@ class AutoencoderClassifier(ClassifierMixin, BaseEstimator):
         return params, optimizer
 
     def _checked_classes(self, X, y, incremental, classes):
-        """Validate (X, y); return them, the classes and whether the fitted network
-        is trained further.  :meth:`partial_fit` takes the classes from its
-        ``classes`` on the first call; :meth:`fit`, from y."""
+        """Validate (X, y); return the labelled rows' (X, y), the unlabelled rows of X
+        (or None), the classes and whether the fitted network is trained further.
+        :meth:`partial_fit` takes the classes from its ``classes`` on the first call;
+        :meth:`fit`, from y."""
         fitted = hasattr(self, "coefs_")
         if incremental and fitted:  # as the autoencoders: _fit_context skips it once fitted
             self._validate_params()
         self._layer_list()  # the layers' types are checked before any work
         if not incremental:
-            X, y = _labels.validate(self, X, y, reset=not (self.warm_start and fitted))
-            labelled = _labels.without_marker(y)
-            hint = "" if len(labelled) == len(y) else " (rows labelled -1 are unlabelled)"
-            classes = _labels.at_least_two(np.unique(labelled),
-                                           "The training data holds {}" + hint + "; a "
-                                           "classifier needs samples of at least 2 classes.")
-            return X, y, classes, self.warm_start and self._can_continue(classes)
+            X, y, X_unlabelled = _labels.validate(self, X, y,
+                                                  reset=not (self.warm_start and fitted))
+            hint = "" if X_unlabelled is None else " (rows labelled -1 are unlabelled)"
+            classes = _labels.at_least_two(np.unique(y), "The training data holds {}" + hint
+                                           + "; a classifier needs samples of at least 2 "
+                                           "classes.")
+            return X, y, X_unlabelled, classes, self.warm_start and self._can_continue(classes)
         if classes is not None:
             classes = np.unique(_labels.without_marker(classes))
         if not fitted and classes is None:
@@ -479,25 +480,25 @@ class AutoencoderClassifier(ClassifierMixin, BaseEstimator):
                 f"classes={classes!r} is not the same as on the first call to "
                 f"partial_fit: {self.classes_!r}."
             )
-        X, y = _labels.validate(self, X, y, reset=not fitted)
+        X, y, X_unlabelled = _labels.validate(self, X, y, reset=not fitted)
         if fitted and not self._can_continue(self.classes_):
             raise ValueError(
                 "partial_fit cannot continue: the layers, fine_tune_k or solver "
                 "changed since the network was built. Call fit to start again."
             )
         if fitted:
-            return X, y, self.classes_, True
+            return X, y, X_unlabelled, self.classes_, True
         classes = _labels.at_least_two(classes, "classes holds {}; a classifier needs at "
                                        "least 2 classes.")
-        return X, y, classes, False
+        return X, y, X_unlabelled, classes, False
 
     def _fit(self, X, y, incremental, classes=None):
         """:meth:`fit` (``incremental=False``: ``max_iter`` epochs, from the fitted
         network with ``warm_start``) and :meth:`partial_fit` (one epoch, from the
         fitted network)."""
-        X, y, classes, continuing = self._checked_classes(X, y, incremental, classes)
         # rows marked -1 pretrain the autoencoders; the labelled ones train the network
-        X, y, X_unlabelled = _labels.split_unlabelled(X, y)
+        X, y, X_unlabelled, classes, continuing = self._checked_classes(X, y, incremental,
+                                                                        classes)
         if incremental and continuing:
             rng = np.random.RandomState()
             rng.set_state(self._random_state.get_state())

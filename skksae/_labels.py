@@ -15,37 +15,31 @@ UNLABELLED = -1  # scikit-learn's marker of an unlabelled row (sklearn.semi_supe
 def validate(estimator, X, y, reset):
     """``validate_data`` for a classifier's (X, y): X dense or CSR of a floating
     dtype, y binary or multiclass labels where it is not -1 (unlabelled; at least one
-    row must be labelled)."""
+    row must be labelled).  Returns the labelled rows' (X, y) and the unlabelled rows
+    of X (None when every row is labelled: X and y are then as validated)."""
     X, y = validate_data(
         estimator, X, y, accept_sparse=("csr", "csc"), dtype=_FLOATS, reset=reset,
         multi_output=False,
     )
     if sp.issparse(X):
         X = X.tocsr()
-    y = np.asarray(y)
-    labelled = without_marker(y)  # the marker is not a class
-    if labelled.size == 0:
+    unlabelled = np.asarray(np.asarray(y) == UNLABELLED, dtype=bool)  # not a class
+    if unlabelled.all():
         raise ValueError(
             "Every row of y is -1 (unlabelled): a classifier needs labelled rows. "
             "Fit an autoencoder on unlabelled rows alone."
         )
-    check_classification_targets(labelled)
-    target = type_of_target(labelled)
+    X_unlabelled = None
+    if unlabelled.any():
+        X, y, X_unlabelled = X[~unlabelled], y[~unlabelled], X[unlabelled]
+    check_classification_targets(y)
+    target = type_of_target(y)
     if target not in ("binary", "multiclass"):
         raise ValueError(
             f"{type(estimator).__name__} supports binary and multiclass targets; got "
             f"{target!r}."
         )
-    return X, y
-
-
-def split_unlabelled(X, y):
-    """(X, y) of the labelled rows and X of the unlabelled ones (``y == -1``; None when
-    every row is labelled, and then X and y are returned as they are)."""
-    unlabelled = np.asarray(y == UNLABELLED, dtype=bool)
-    if not unlabelled.any():
-        return X, y, None
-    return X[~unlabelled], y[~unlabelled], X[unlabelled]
+    return X, y, X_unlabelled
 
 
 def without_marker(labels):
