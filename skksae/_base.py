@@ -24,12 +24,13 @@ from ._training import TRAINING_CONSTRAINTS, StopRule, keep_state_on_error
 
 _FLOATS = [np.float64, np.float32]
 
-EncoderLayer = namedtuple("EncoderLayer", "activation k W b")
+EncoderLayer = namedtuple("EncoderLayer", "activation k W b threshold")
 EncoderLayer.__doc__ = """A fitted autoencoder's encoder as one layer of a network:
 ``activation`` ("linear", "relu" or "sigmoid"), ``k`` (units kept per sample; None:
 all), and the weights ``W`` of shape (n_components, n_features) and bias ``b`` with the
 input mean folded in (``h = act(select_k(x W^T + b))`` on the data as it is; None
-for an unfitted autoencoder)."""
+for an unfitted autoencoder).  ``threshold`` is a batch top-k model's: ``transform``
+keeps every activation above it instead of a top-k (None otherwise)."""
 
 
 class _BaseAutoencoder(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstimator):
@@ -82,11 +83,12 @@ class _BaseAutoencoder(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEs
         if kept is not None and kept >= self.n_components:
             kept = None
         if not hasattr(self, "components_"):
-            return EncoderLayer(self.activation, kept, None, None)
+            return EncoderLayer(self.activation, kept, None, None, None)
         dtype = self.components_.dtype if dtype is None else dtype
-        folded = self._fitted_network().inference_params(self._params_as(dtype))
+        network = self._fitted_network()
+        folded = network.inference_params(self._params_as(dtype))
         return EncoderLayer(self.activation, kept, np.array(folded["W"], dtype=dtype, order="C"),
-                            np.array(folded["b"], dtype=dtype))
+                            np.array(folded["b"], dtype=dtype), network.threshold)
 
     def _validate_X(self, X, reset):
         X = validate_data(

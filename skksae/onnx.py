@@ -124,10 +124,8 @@ def _convert_autoencoder(scope, operator, container):
     model = operator.raw_operator
     g = _Graph(scope, container, operator)
     layer = model._encoder_layer(g.dtype)
-    threshold = getattr(model, "threshold_", None) if getattr(model, "batch_topk", False) \
-        else None
     x = g.node("Cast", [operator.inputs[0].full_name], to=g.proto)
-    codes = g.layer(x, layer.W, layer.b, layer.activation, layer.k, threshold)
+    codes = g.layer(x, layer.W, layer.b, layer.activation, layer.k, layer.threshold)
     g.node("Identity", [codes], output=operator.outputs[0].full_name)
 
 
