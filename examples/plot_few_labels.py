@@ -43,29 +43,27 @@ y_semi[labelled] = y_train[labelled]
 print(f"{len(labelled)} labelled and {np.sum(y_semi == -1)} unlabelled training rows")
 
 ae = KSparseAutoencoder(random_state=0).fit(X_train)  # every row: no label needed
-routes = {
+codes_train, codes_test = ae.transform(X_train), ae.transform(X_test)
+scores = {
     "LogisticRegression\non the 50": LogisticRegression(max_iter=3000).fit(
-        X_train[labelled], y_train[labelled]),
-    "frozen codes\n+ LogisticRegression": None,
+        X_train[labelled], y_train[labelled]).score(X_test, y_test),
+    "frozen codes\n+ LogisticRegression": LogisticRegression(max_iter=3000).fit(
+        codes_train[labelled], y_train[labelled]).score(codes_test, y_test),
+    # in a pipeline the autoencoder ignores y: it pretrains on every row
     "codes +\nSelfTraining": make_pipeline(
         KSparseAutoencoder(random_state=0),
-        SelfTrainingClassifier(LogisticRegression(max_iter=3000))).fit(X_train, y_semi),
+        SelfTrainingClassifier(LogisticRegression(max_iter=3000))).fit(
+        X_train, y_semi).score(X_test, y_test),
     "codes +\nLabelSpreading": make_pipeline(
         KSparseAutoencoder(random_state=0),
-        LabelSpreading(kernel="knn", n_neighbors=10)).fit(X_train, y_semi),
+        LabelSpreading(kernel="knn", n_neighbors=10)).fit(X_train, y_semi).score(
+        X_test, y_test),
     "AutoencoderClassifier\n(y with -1)": AutoencoderClassifier(
-        [KSparseAutoencoder(random_state=0)], random_state=0).fit(X_train, y_semi),
+        [KSparseAutoencoder(random_state=0)], random_state=0).fit(X_train, y_semi).score(
+        X_test, y_test),
 }
-# frozen codes: the autoencoder fitted on every row, the classifier on the 50 codes
-frozen = LogisticRegression(max_iter=3000).fit(ae.transform(X_train[labelled]),
-                                               y_train[labelled])
-scores = {}
-for name, model in routes.items():
-    if name.startswith("frozen"):
-        scores[name] = frozen.score(ae.transform(X_test), y_test)
-    else:
-        scores[name] = model.score(X_test, y_test)
-    print(f"{name.replace(chr(10), ' '):45s} test accuracy {scores[name]:.3f}")
+for name, score in scores.items():
+    print(f"{name.replace(chr(10), ' '):40s} test accuracy {score:.3f}")
 
 # %%
 # With 50 labels, label spreading over the k-sparse codes wins by far: the codes
