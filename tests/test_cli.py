@@ -104,6 +104,50 @@ def test_fine_tuning_table_with_a_validation_split(tmp_path, capsys):
         assert f"| {r['best_epoch']} of 8 |" in printed
 
 
+def test_few_labels_table(tmp_path, capsys):
+    """--labels runs the few-labels table: every method on every draw of every number
+    of labels, balanced subsets, the autoencoder pretrained once; each row saved."""
+    out = tmp_path / "out"
+    rc = main(["--labels", "20,50", "--draws", "2", "--epochs", "2", "--n-components", "32",
+               "--k", "6", "--out", str(out)])
+    assert rc == 0
+    printed = capsys.readouterr().out
+    assert printed.count("pretraining the k-sparse autoencoder") == 1
+    with open(out / "few_labels.csv") as f:
+        rows = list(csv.DictReader(f))
+    methods = {r["method"] for r in rows}
+    assert len(methods) == 6 and len(rows) == 6 * 2 * 2
+    assert {(r["n_labels"], r["draw"]) for r in rows} == {
+        (n, d) for n in ("20", "50") for d in ("1", "2")}
+    assert all(0 <= float(r["test_error"]) <= 100 for r in rows)
+    assert "| method | 20 labels: test error (%) | 50 labels: test error (%) |" in printed
+    assert ", 2 draws)" in (out / "few_labels.md").read_text()
+
+
+def test_balanced_labelled_subsets_differ_by_draw():
+    from skksae._experiments.few_labels_table import labelled_subset
+
+    y = np.repeat(np.arange(10), 30)
+    first, second = labelled_subset(y, 50, 0, 0), labelled_subset(y, 50, 1, 0)
+    assert np.array_equal(np.bincount(y[first]), np.full(10, 5))
+    assert not np.array_equal(first, second)
+    assert np.array_equal(first, labelled_subset(y, 50, 0, 0))
+
+
+@pytest.mark.parametrize("argv, message", [
+    (["--labels", "25"], "multiple of 10"),
+    (["--labels", "5000"], "smallest class has"),
+    (["--table", "few-labels", "--k", "5,10"], "few-labels table takes one --k"),
+])
+def test_bad_few_labels_options(argv, message, capsys):
+    try:
+        rc = main(argv)
+    except SystemExit as exc:
+        rc = exc.code
+    assert rc == 2
+    assert message in capsys.readouterr().err
+
+
 @pytest.mark.parametrize("argv, message", [
     (["--table", "fine-tune", "--finetune-learning-rate", "-1"], "fine-tuning table"),
     (["--table", "fine-tune", "--finetune-dropout", "1"], "dropout"),

@@ -15,7 +15,7 @@ from pathlib import Path
 
 from sklearn.exceptions import ConvergenceWarning
 
-from . import features_table, finetune_table, options, report
+from . import features_table, few_labels_table, finetune_table, options, report
 from .options import (
     DEFAULT_METHODS,
     DEFAULTS,
@@ -79,11 +79,18 @@ def _parser():
                    help="with --out, write the tables only")
     p.add_argument("--filter-epochs", type=int,
                    help="epochs of each model in the filter figure (k = 70, 40, 25, 10)")
-    p.add_argument("--table", choices=("features", "fine-tune", "all"), default="features",
+    p.add_argument("--table", choices=("features", "fine-tune", "all", "few-labels"),
                    help="features: logistic regression on frozen features (the default); "
                    "fine-tune: deep networks from random weights and from pretrained "
-                   "stacks, fine-tuned; all: both tables")
+                   "stacks, fine-tuned; all: both tables; few-labels: a few labelled "
+                   "rows and the rest unlabelled (the default with --labels)")
     _add_finetune_options(p)
+    p.add_argument("--labels",
+                   help="few-labels table: comma-separated numbers of labelled training "
+                   "rows, each a balanced subset (default: 50,100 on the digits; "
+                   "100,600,1000,3000 on MNIST and Fashion-MNIST)")
+    p.add_argument("--draws", type=int, default=3,
+                   help="few-labels table: draws of the labelled rows for each number")
     p.add_argument("--verbose", type=int, default=0, help="per-epoch training lines")
     p.add_argument("--n-jobs", type=int, default=1,
                    help="a k sweep's k-sparse rows train this many at a time, each in a "
@@ -135,10 +142,21 @@ def parse_args(argv):
                        **FINETUNE_DEFAULTS[args.dataset]}.items():
         if getattr(args, key) is None:
             setattr(args, key, value)
+    if args.table is None:
+        args.table = "features" if args.labels is None else "few-labels"
+    if args.labels is None:
+        args.labels = "50,100" if args.dataset == "digits" else "100,600,1000,3000"
     try:
         args.depths = [int(d) for d in args.depths.split(",") if d.strip()]
+        args.labels = unique([int(n) for n in args.labels.split(",") if n.strip()])
     except ValueError:
-        p.error(f"--depths must be comma-separated integers; got {args.depths!r}")
+        p.error(f"--depths and --labels must be comma-separated integers; got "
+                f"{args.depths!r}, {args.labels!r}")
+    if not args.labels or min(args.labels) < 10 or any(n % 10 for n in args.labels):
+        p.error("--labels needs numbers of labelled rows, each a multiple of 10 (the "
+                f"classes of every dataset here); got {args.labels}")
+    if args.draws < 1:
+        p.error(f"--draws must be at least 1; got {args.draws}")
     # --k and --transform-k-factor: one value or a list (a k sweep, an alpha search)
     try:
         args.ks = unique([int(k) for k in str(args.k).split(",") if k.strip()])
@@ -216,6 +234,8 @@ def main(argv=None):
             options.check_out(args.out)
         done = features_table.finished_rows(args) if args.resume else {}
         data = options.load_data(args)
+        if args.table == "few-labels":
+            options.check_labels(args, data[2])
     except UsageError as exc:
         print(f"skksae: error: {exc}", file=sys.stderr)
         return 2
@@ -225,11 +245,15 @@ def main(argv=None):
         with warnings.catch_warnings():
             # Epoch budgets are fixed on purpose; say so once instead of every fit.
             warnings.simplefilter("ignore", ConvergenceWarning)
-            if args.table != "fine-tune":
+            if args.table == "few-labels":
+                few_labels_table.run_few_labels(args, data, tables.fl_rows,
+                                                on_row=tables.save_few_labels,
+                                                progress=Progress())
+            if args.table in ("features", "all"):
                 features_table.run(args, data, grid, extractors, tables.rows,
                                    on_row=tables.save_features, progress=Progress(),
                                    done=done)
-            if args.table != "features":
+            if args.table in ("fine-tune", "all"):
                 finetune_table.run_finetune(args, data, tables.ft_rows,
                                             on_row=tables.save_finetune, progress=Progress())
     except KeyboardInterrupt:
@@ -244,6 +268,8 @@ def main(argv=None):
             print(f"wrote {out / 'results.md'} and {out / 'results.csv'}")
         if tables.ft_rows:
             print(f"wrote {out / 'finetune.md'} and {out / 'finetune.csv'}")
+        if tables.fl_rows:
+            print(f"wrote {out / 'few_labels.md'} and {out / 'few_labels.csv'}")
     return 0
 
 
@@ -252,7 +278,7 @@ class _Tables:
 
     def __init__(self, args):
         self.args = args
-        self.rows, self.ft_rows = [], []
+        self.rows, self.ft_rows, self.fl_rows = [], [], []
         self.budget = options.search_budget(args)
 
     def features(self, rows):
@@ -268,21 +294,32 @@ class _Tables:
             report.write_table(self.args.out, "finetune", rows, report.FINETUNE_FIELDS,
                                report.finetune_markdown(rows))
 
+    def few_labels(self, rows):
+        published = few_labels_table.PUBLISHED_MNIST if self.args.dataset == "mnist" else {}
+        return report.few_labels_markdown(rows, published)
+
+    def save_few_labels(self, rows):
+        if self.args.out:
+            report.write_table(self.args.out, "few_labels", rows, report.FEW_LABELS_FIELDS,
+                               self.few_labels(rows))
+
     def print(self):
         if self.rows:
             print("\n" + self.features(self.rows))
         if self.ft_rows:
             print("\n" + report.finetune_markdown(self.ft_rows))
+        if self.fl_rows:
+            print("\n" + self.few_labels(self.fl_rows))
 
     def where_saved(self):
         """Where an interrupted run's finished rows are."""
-        rows, ft_rows = self.rows, self.ft_rows
-        if not rows and not ft_rows:
+        tables = ((self.rows, "results"), (self.ft_rows, "finetune"),
+                  (self.fl_rows, "few_labels"))
+        if not any(rows for rows, _ in tables):
             return "no row had finished"
         if self.args.out:
             places = [f"{len(r)} finished row(s) are in {Path(self.args.out) / name}.csv and "
-                      f"{name}.md" for r, name in ((rows, "results"), (ft_rows, "finetune"))
-                      if r]
+                      f"{name}.md" for r, name in tables if r]
             return "the " + "; the ".join(places)
-        return (f"the {len(rows) + len(ft_rows)} finished row(s) are above (no --out was "
-                "given)")
+        return (f"the {sum(len(r) for r, _ in tables)} finished row(s) are above (no --out "
+                "was given)")

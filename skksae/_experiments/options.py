@@ -179,11 +179,11 @@ def check_options(args):
                 models.filter_model(args, k)._validate_params()
         except ValueError as exc:
             raise UsageError(f"invalid option for the filter figure: {exc}") from None
-    if args.table != "features":
-        if len(args.ks) > 1 or len(args.alphas) > 1:
-            raise UsageError("the fine-tuning table takes one --k and one "
-                             "--transform-k-factor; a k sweep and an alpha search are for "
-                             "--table features")
+    if args.table != "features" and (len(args.ks) > 1 or len(args.alphas) > 1):
+        table = "few-labels" if args.table == "few-labels" else "fine-tuning"
+        raise UsageError(f"the {table} table takes one --k and one --transform-k-factor; "
+                         "a k sweep and an alpha search are for --table features")
+    if args.table in ("fine-tune", "all"):
         try:
             for kind in ("ksparse", "dae"):
                 models.stack_layer(kind, args)._validate_params()
@@ -212,6 +212,15 @@ def check_out(out):
         probe.unlink()
     except OSError as exc:
         raise UsageError(f"--out {out}: cannot write there ({exc.strerror or exc})") from None
+
+
+def check_labels(args, y_train):
+    """Each number of ``--labels`` must fit a balanced subset of the training rows."""
+    counts = np.bincount(y_train)
+    for n in args.labels:
+        if n // len(counts) > counts.min():
+            raise UsageError(f"--labels {n}: a balanced subset needs {n // len(counts)} "
+                             f"rows of each class; the smallest class has {counts.min()}")
 
 
 def load_data(args):

@@ -5,11 +5,14 @@ import io
 import os
 from pathlib import Path
 
+import numpy as np
+
 # the columns of results.csv (the features table) and of finetune.csv
 ROW_FIELDS = ["method", "test_error", "paper_test_error", "fit_time_s", "transform_time_s",
               "C", "transform_k_factor", "validation_accuracy", "chosen", "settings"]
 FINETUNE_FIELDS = ["network", "hidden_layers", "init", "test_error", "validation_error",
                    "best_epoch", "epochs", "pretrain_time_s", "fit_time_s"]
+FEW_LABELS_FIELDS = ["method", "n_labels", "draw", "test_error", "fit_time_s"]
 
 
 def markdown_table(head, rows, footer=""):
@@ -92,4 +95,28 @@ def finetune_markdown(rows):
             cells.append(str(r["epochs"]))
         cells += [f"{r['pretrain_time_s']:.1f}", f"{r['fit_time_s']:.1f}"]
         table.append(cells)
+    return markdown_table(head, table)
+
+
+def few_labels_markdown(rows, published=None):
+    """The few-labels table: a row per method, a column per number of labels, each
+    cell the mean test error over the draws and their range; then the ``published``
+    rows (method: {N: error}) beside them."""
+    n_labels = sorted({r["n_labels"] for r in rows})
+    errors = {}
+    for r in rows:
+        errors.setdefault(r["method"], {}).setdefault(r["n_labels"], []).append(
+            r["test_error"])
+    table = []
+    for method, by_n in errors.items():
+        cells = [method]
+        for n in n_labels:
+            e = by_n.get(n)
+            cells.append("-" if not e else f"{np.mean(e):.2f} ({min(e):.2f}-{max(e):.2f}, "
+                         f"{len(e)} draws)")
+        table.append(cells)
+    for method, by_n in (published or {}).items():
+        table.append([method + " (published)"] + [
+            "-" if n not in by_n else f"{by_n[n]:.2f}" for n in n_labels])
+    head = ["method"] + [f"{n} labels: test error (%)" for n in n_labels]
     return markdown_table(head, table)
