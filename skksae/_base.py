@@ -267,11 +267,10 @@ class _BaseAutoencoder(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEs
             loss_curve, n_seen = [], X.shape[0]
             since = np.zeros(self.n_components, dtype=np.int64)
         network.since = since
-        dead_window = self._dead_window(X.shape[0])
+        network.dead_window = dead_window = self._dead_window(X.shape[0])
 
         def one_epoch(epoch):
             network.k = self._train_k(epoch)
-            network.dead_window = dead_window
             optimizer.learning_rate = self._learning_rate(epoch)
             loss = _training.run_epoch(network, params, optimizer, X,
                                        batch_size=self.batch_size, shuffle=self.shuffle,
