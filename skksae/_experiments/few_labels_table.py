@@ -95,11 +95,11 @@ def _shared_features(ae, X_train, X_test, seed):
     codes_train, codes_test = ae.transform(X_train), ae.transform(X_test)
     scaler = MaxAbsScaler().fit(codes_train)
     codes_train, codes_test = scaler.transform(codes_train), scaler.transform(codes_test)
-    pca = PCA(n_components=min(50, codes_train.shape[1]), random_state=seed).fit(
-        codes_train.toarray() if hasattr(codes_train, "toarray") else codes_train)
-    dense = [c.toarray() if hasattr(c, "toarray") else c for c in (codes_train, codes_test)]
+    dense_train, dense_test = (c.toarray() if hasattr(c, "toarray") else c
+                               for c in (codes_train, codes_test))
+    pca = PCA(n_components=min(50, dense_train.shape[1]), random_state=seed).fit(dense_train)
     return {"codes": (codes_train, codes_test),
-            "pcs": (pca.transform(dense[0]), pca.transform(dense[1]))}
+            "pcs": (pca.transform(dense_train), pca.transform(dense_test))}
 
 
 def _fit_method(method, ae, shared, X_train, y_train, y_semi, labelled, X_test, args):
