@@ -36,8 +36,9 @@ class AutoencoderClassifier(ClassifierMixin, BaseEstimator):
     (frozen features) is ``fine_tune=False``.
 
     Rows labelled ``-1`` are unlabelled, as in :mod:`sklearn.semi_supervised`: the
-    autoencoders are pretrained on every row, the network is trained on the labelled
-    ones only, and ``classes_`` leaves the marker out.
+    autoencoders are pretrained on every row, and (``pseudo_label_threshold``) the
+    network is trained on the labelled rows and on the unlabelled rows it classifies
+    confidently; ``classes_`` leaves the marker out.
 
     Parameters
     ----------
@@ -118,6 +119,23 @@ class AutoencoderClassifier(ClassifierMixin, BaseEstimator):
     validation_fraction : float in (0, 1), default=0.1
         Fraction of the training data set aside with ``early_stopping``.
 
+    pseudo_label_threshold : float in [0, 1) or None, default=0.9
+        What :meth:`fit` does with rows labelled ``-1`` besides pretraining on them:
+        pseudo-labels (Lee 2013), with the confidence threshold of
+        :class:`~sklearn.semi_supervised.SelfTrainingClassifier`. The output layer is
+        first trained alone on the labelled rows (the frozen codes' classifier),
+        until the stop rule or ``max_iter`` epochs; then the network, for up to
+        ``max_iter`` epochs, on the labelled rows and on every unlabelled row whose
+        predicted class has a probability of at least ``pseudo_label_threshold``,
+        that class as its target. The predictions are made again before each epoch,
+        on the clean rows. Each epoch visits those unlabelled rows once and the
+        labelled rows ``max(1, round(n_unlabelled / (6 * n_labelled)))`` times, so
+        that the labels keep their weight however few they are. None: the
+        unlabelled rows are used for pretraining only, as by :meth:`partial_fit`.
+        Without unlabelled rows this parameter changes nothing. With many
+        unlabelled images, pseudo-labels pay most with dropout (the user guide's
+        "Few labels").
+
     shuffle : bool, default=True
         Whether to shuffle the samples in each epoch.
 
@@ -171,19 +189,21 @@ class AutoencoderClassifier(ClassifierMixin, BaseEstimator):
         Training loss of the last epoch.
 
     loss_curve_ : list of float
-        Mean training loss (cross-entropy plus the L2 penalty) of each epoch.
+        Mean training loss (cross-entropy plus the L2 penalty) of each epoch (with
+        pseudo-labels, the warm-up epochs of the output layer first).
 
     best_loss_ : float or None
         Lowest training loss; None with ``early_stopping``.
 
     validation_scores_ : list of float or None
-        Accuracy on the validation split after each epoch (``early_stopping``).
+        Accuracy on the validation split after each epoch (``early_stopping``), but
+        the warm-up epochs of ``pseudo_label_threshold``.
 
     best_validation_score_ : float or None
         Best of ``validation_scores_``.
 
     n_iter_ : int
-        Number of fine-tuning epochs run.
+        Number of training epochs run (with pseudo-labels, the warm-up included).
 
     n_features_in_ : int
         Number of features seen during ``fit``.
@@ -205,6 +225,9 @@ class AutoencoderClassifier(ClassifierMixin, BaseEstimator):
     .. [3] D. Erhan et al., "Why Does Unsupervised Pre-training Help Deep
        Learning?", JMLR 11, 2010.
     .. [4] A. Makhzani and B. Frey, "k-Sparse Autoencoders", ICLR 2014.
+    .. [5] D.-H. Lee, "Pseudo-Label: The Simple and Efficient Semi-Supervised
+       Learning Method for Deep Neural Networks", ICML 2013 Workshop on
+       Challenges in Representation Learning.
 
     Examples
     --------
@@ -233,6 +256,7 @@ class AutoencoderClassifier(ClassifierMixin, BaseEstimator):
         "input_dropout": [Interval(Real, 0, 1, closed="left")],
         "early_stopping": ["boolean"],
         "validation_fraction": [Interval(Real, 0, 1, closed="neither")],
+        "pseudo_label_threshold": [Interval(Real, 0, 1, closed="left"), None],
     }
 
     def __init__(
@@ -255,6 +279,7 @@ class AutoencoderClassifier(ClassifierMixin, BaseEstimator):
         n_iter_no_change=10,
         early_stopping=False,
         validation_fraction=0.1,
+        pseudo_label_threshold=0.9,
         shuffle=True,
         warm_start=False,
         random_state=None,
@@ -277,6 +302,7 @@ class AutoencoderClassifier(ClassifierMixin, BaseEstimator):
         self.n_iter_no_change = n_iter_no_change
         self.early_stopping = early_stopping
         self.validation_fraction = validation_fraction
+        self.pseudo_label_threshold = pseudo_label_threshold
         self.shuffle = shuffle
         self.warm_start = warm_start
         self.random_state = random_state
@@ -338,13 +364,13 @@ class AutoencoderClassifier(ClassifierMixin, BaseEstimator):
         params[f"W{L}"], params[f"b{L}"] = glorot_uniform(rng, n_classes, fan_in, "softmax", dtype)
         return params
 
-    def _make_network(self, specs):
+    def _make_network(self, specs, output_only=False):
         return StackNet(
             layers=specs,
             alpha=self.alpha,
             dropout=self.dropout,
             input_dropout=self.input_dropout,
-            first_trained=0 if self.fine_tune else len(specs),
+            first_trained=0 if self.fine_tune and not output_only else len(specs),
         )
 
     def _make_optimizer(self, state):
@@ -510,36 +536,33 @@ class AutoencoderClassifier(ClassifierMixin, BaseEstimator):
             X, X_val, y, y_val = _labels.validation_split(X, y, classes,
                                                           self.validation_fraction, rng)
         Y = _labels.one_hot(classes, y, X.dtype)  # unknown labels fail before any pretraining
+        X_all = X if X_unlabelled is None else _labels.stack_rows(X, X_unlabelled)
         if continuing:
             params, optimizer = self._continued()
             loss_curve = list(self.loss_curve_)
         else:
-            pretrain_on = X
-            if X_unlabelled is not None:
-                pretrain_on = (sp.vstack([X, X_unlabelled], format="csr") if sp.issparse(X)
-                               else np.concatenate([X, X_unlabelled]))
-            params, optimizer = self._start(pretrain_on, classes, rng)
+            params, optimizer = self._start(X_all, classes, rng)
             loss_curve = []
         dtype = params["W0"].dtype
         X, Y = X.astype(dtype, copy=False), Y.astype(dtype, copy=False)
         network = self._make_network(self._specs())
-        # fit's schedule runs over its own max_iter epochs; partial_fit's counts calls
-        offset = 0 if incremental else len(loss_curve)
-
-        def one_epoch(epoch):
-            optimizer.learning_rate = self._learning_rate(epoch - offset)
-            return _training.run_epoch(network, params, optimizer, X, Y=Y,
-                                       batch_size=self.batch_size, shuffle=self.shuffle,
-                                       rng=rng), ""
-
-        outcome = _training.train(
-            self, one_epoch, loss_curve, 1 if incremental else self.max_iter,
-            stop=None if incremental else StopRule(self.tol, self.n_iter_no_change,
-                                                   maximize=validating),
+        epoch_data = lambda epoch: (X, Y, None, "")  # noqa: E731
+        if X_unlabelled is not None and not incremental and self.pseudo_label_threshold is not None:
+            epoch_data = _labels.PseudoLabels(
+                X_all.astype(dtype, copy=False), Y, self.pseudo_label_threshold,
+                lambda A: network.logits(params, A))
+            if not continuing:
+                # the first pseudo-labels come from the output layer trained alone on
+                # the labelled rows: the frozen codes' classifier
+                if self.verbose:
+                    print("Training the output layer on the labelled rows")
+                self._train_network(self._make_network(self._specs(), output_only=True),
+                                    params, optimizer, epoch_data.labelled, loss_curve, rng,
+                                    incremental)
+        outcome = self._train_network(
+            network, params, optimizer, epoch_data, loss_curve, rng, incremental,
             validate=(lambda: self._accuracy(network, params, X_val, y_val)) if validating
-            else None,
-            params=params,
-        )
+            else None)
         self._commit_params(outcome.best_params if validating else params)
         self._optimizer_state = optimizer.state
         self._fitted_solver = self.solver
@@ -551,6 +574,28 @@ class AutoencoderClassifier(ClassifierMixin, BaseEstimator):
         self.validation_scores_ = outcome.scores
         self.best_validation_score_ = float(max(outcome.scores)) if validating else None
         return self
+
+    def _train_network(self, network, params, optimizer, epoch_data, loss_curve, rng,
+                       incremental, validate=None):
+        """Train ``network`` for ``max_iter`` epochs of :meth:`fit` (as the stop rule
+        says) or the one epoch of :meth:`partial_fit`; ``epoch_data(i)`` gives the
+        i-th epoch's (X, Y, rows, verbose details).  Returns the Outcome."""
+        # fit's schedule runs over its own max_iter epochs; partial_fit's counts calls
+        offset = 0 if incremental else len(loss_curve)
+
+        def one_epoch(epoch):
+            optimizer.learning_rate = self._learning_rate(epoch - offset)
+            X, Y, rows, details = epoch_data(epoch - offset)
+            return _training.run_epoch(network, params, optimizer, X, Y=Y, rows=rows,
+                                       batch_size=self.batch_size, shuffle=self.shuffle,
+                                       rng=rng), details
+
+        return _training.train(
+            self, one_epoch, loss_curve, 1 if incremental else self.max_iter,
+            stop=None if incremental else StopRule(self.tol, self.n_iter_no_change,
+                                                   maximize=validate is not None),
+            validate=validate, params=params,
+        )
 
     def _learning_rate(self, epoch):
         """The step size of the (0-based) epoch of the schedule."""

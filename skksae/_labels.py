@@ -87,3 +87,53 @@ def validation_split(X, y, classes, fraction, rng):
     stratify = y if counts.min() >= 2 and len(classes) <= min(n_val, n - n_val) else None
     return train_test_split(X, y, test_size=n_val, stratify=stratify,
                             random_state=rng.randint(np.iinfo(np.int32).max))
+
+
+def stack_rows(X, X_more):
+    """The rows of X, then those of ``X_more`` (dense, or CSR when X is sparse)."""
+    if sp.issparse(X):
+        return sp.vstack([X, X_more], format="csr")
+    return np.concatenate([X, X_more])
+
+
+class PseudoLabels:
+    """The epochs of training with pseudo-labels (Lee 2013): :meth:`labelled` and
+    ``self`` (called with the epoch) give :func:`skksae._training.run_epoch` its
+    (X, Y, rows) and a verbose detail.
+
+    ``X`` holds the labelled rows (one-hot targets ``Y``) then the unlabelled ones.
+    Before each epoch, ``logits_of`` (the network as it is, on clean rows) classifies
+    the unlabelled rows; those whose predicted class has a probability of at least
+    ``threshold`` take it as their one-hot target and join the epoch.  Every epoch
+    visits the labelled rows ``max(1, round(n_unlabelled / (6 * n_labelled)))``
+    times: with 100 labels among 60,000 images, once each they would make 0.2% of
+    the gradient, and the network would mostly learn back its own predictions."""
+
+    def __init__(self, X, Y, threshold, logits_of):
+        n_labelled, n_unlabelled = Y.shape[0], X.shape[0] - Y.shape[0]
+        self.X = X
+        self.Y = np.zeros((X.shape[0], Y.shape[1]), dtype=Y.dtype)
+        self.Y[:n_labelled] = Y
+        self.n_labelled = n_labelled
+        repeats = max(1, round(n_unlabelled / (6 * n_labelled)))
+        self.labelled_rows = np.tile(np.arange(n_labelled), repeats)
+        self.threshold = threshold
+        self.logits_of = logits_of
+
+    def labelled(self, epoch):
+        """An epoch over the labelled rows alone."""
+        return self.X, self.Y, self.labelled_rows, ""
+
+    def __call__(self, epoch):
+        n = self.n_labelled
+        logits = self.logits_of(self.X[n:])
+        # the softmax's largest probability, from the logits without overflow
+        shifted = logits - logits.max(axis=1, keepdims=True)
+        confidence = 1.0 / np.exp(shifted).sum(axis=1)
+        predicted = np.argmax(logits, axis=1)
+        confident = np.flatnonzero(confidence >= self.threshold)
+        targets = self.Y[n:]
+        targets[:] = 0
+        targets[confident, predicted[confident]] = 1
+        rows = np.concatenate([self.labelled_rows, n + confident])
+        return self.X, self.Y, rows, f", {len(confident)} pseudo-labels"

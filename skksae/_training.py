@@ -50,18 +50,23 @@ def keep_state_on_error(estimator, method, *args):
         raise
 
 
-def run_epoch(network, params, optimizer, X, *, batch_size, shuffle, rng, Y=None):
+def run_epoch(network, params, optimizer, X, *, batch_size, shuffle, rng, Y=None,
+              rows=None):
     """One pass over X (and the targets Y, for a supervised network) in
-    mini-batches, in an order drawn from ``rng``; returns the mean loss.
+    mini-batches, in an order drawn from ``rng``; returns the mean loss.  ``rows``
+    (indices into X, repeats allowed) makes the pass visit those rows instead of
+    every row once.
 
     ``params`` and the optimizer's state are updated in place.  Raises
     FloatingPointError as soon as a batch loss is not finite, and after the pass if
     a parameter is not; the caller owns ``params`` and the optimizer and discards
     them then."""
-    n = X.shape[0]
+    n = X.shape[0] if rows is None else len(rows)
     with K.work(n * n_weights(params)):
         batch_size = min(batch_size, n)
         order = rng.permutation(n) if shuffle else np.arange(n)
+        if rows is not None:
+            order = rows[order]
         grads = {name: np.empty_like(p) for name, p in params.items()}
         buffers = {}
         gather = network.batches(params, X, Y)
