@@ -129,8 +129,9 @@ class AutoencoderClassifier(ClassifierMixin, BaseEstimator):
         predicted class has a probability of at least ``pseudo_label_threshold``,
         that class as its target. The predictions are made again before each epoch,
         on the clean rows. Each epoch visits those unlabelled rows once and the
-        labelled rows ``max(1, round(n_unlabelled / (6 * n_labelled)))`` times, so
-        that the labels keep their weight however few they are. None: the
+        labelled rows ``max(1, round(n_unlabelled / (6 * n_labelled)))`` times (the
+        warm-up's epochs too), so that the labels keep their weight however few
+        they are. None: the
         unlabelled rows are used for pretraining only, as by :meth:`partial_fit`.
         Without unlabelled rows this parameter changes nothing. With many
         unlabelled images, pseudo-labels pay most with dropout (the user guide's
