@@ -112,6 +112,7 @@ class PseudoLabels:
     def __init__(self, X, Y, threshold, logits_of):
         n_labelled, n_unlabelled = Y.shape[0], X.shape[0] - Y.shape[0]
         self.X = X
+        self.X_unlabelled = X[n_labelled:]  # a CSR slice is a copy: made once
         self.Y = np.zeros((X.shape[0], Y.shape[1]), dtype=Y.dtype)
         self.Y[:n_labelled] = Y
         self.n_labelled = n_labelled
@@ -126,7 +127,7 @@ class PseudoLabels:
 
     def __call__(self, epoch):
         n = self.n_labelled
-        logits = self.logits_of(self.X[n:])
+        logits = self.logits_of(self.X_unlabelled)
         # the softmax's largest probability, from the logits without overflow
         shifted = logits - logits.max(axis=1, keepdims=True)
         confidence = 1.0 / np.exp(shifted).sum(axis=1)
